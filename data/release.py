@@ -1,0 +1,126 @@
+"""A CASME II release on disk: sheet + protocol + frame layout -> labelled samples."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from data.errors import DataError
+from data.layout import check_raf_path, frame_path, resolve_layout
+from data.protocols import Protocol, apply_protocol, check_enough
+from data.sheet import find_sheet, read_sheet
+
+
+@dataclass(frozen=True)
+class Sample:
+    subject: str
+    filename: str
+    label: int
+    emotion: str
+    aus: frozenset[tuple[int, str]]
+    onset: int
+    apex: int | None
+    offset: int
+    row: int
+    onset_path: Path
+    apex_path: Path | None      # None when the sheet's apex is '/'
+    frame_dir: Path             # clip folder (for the '/' apex fallback)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.subject, self.filename)
+
+
+@dataclass
+class Release:
+    root: Path                  # --raf_path as given
+    sheet_path: Path
+    layout: str
+    protocol: Protocol
+    samples: list[Sample]       # sheet order, after protocol filtering and skips
+    warnings: list[str]         # everything worth showing (includes the skip messages)
+    excluded: dict[str, int]    # emotion -> rows left out by the protocol
+    skipped: list[str]          # samples skipped (missing frames), with reason
+    frames_root: Path | None = None   # folder holding subNN/
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted({s.subject for s in self.samples})
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(s.label for s in self.samples)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.protocol.classes)}
+
+    def summary(self) -> str:
+        """Multi-line description for --dry-run and run logs."""
+        counts = ", ".join(f"{k} {v}" for k, v in self.class_counts().items())
+        excluded = ", ".join(f"{k} {v}" for k, v in self.excluded.items()) or "none"
+        return "\n".join([
+            f"sheet: {self.sheet_path}",
+            f"layout: {self.layout} ({self.frames_root})",
+            f"protocol: {self.protocol.name} ({', '.join(self.protocol.classes)})",
+            f"samples: {len(self.samples)} from {len(self.subjects)} subjects ({counts})",
+            f"left out by protocol: {excluded}",
+            f"skipped (missing frames): {len(self.skipped)}",
+            f"warnings: {len(self.warnings)}",
+        ])
+
+
+def load_release(raf_path: Path, protocol: Protocol, *, sheet: Path | None = None,
+                 layout: str | None = None, strict: bool = False) -> Release:
+    """Read the sheet, apply `protocol` and find each sample's onset and apex frames.
+
+    A sample whose onset or apex frame file is missing is skipped with a warning naming the
+    path; with strict=True it is a DataError instead.
+    """
+    raf_path = check_raf_path(Path(raf_path))
+    sheet_path = find_sheet(raf_path, sheet)
+    rows, warnings = read_sheet(sheet_path)
+    selection = apply_protocol(rows, protocol, sheet_path.name)
+    warnings = warnings + selection.warnings
+    layout_name, frames_root = resolve_layout(raf_path, layout)
+
+    samples: list[Sample] = []
+    skipped: list[str] = []
+    for row, label in selection.rows:
+        clip = frames_root / row.subject / row.filename
+        onset_path = frame_path(frames_root, row.subject, row.filename, row.onset)
+        apex_path = (None if row.apex is None
+                     else frame_path(frames_root, row.subject, row.filename, row.apex))
+        problem = None
+        if not clip.is_dir():
+            problem = f"clip folder {clip} not found"
+        elif onset_path is None:
+            problem = f"onset frame {clip / f'reg_img{row.onset}.jpg'} (or img{row.onset}.jpg) not found"
+        elif row.apex is not None and apex_path is None:
+            problem = f"apex frame {clip / f'reg_img{row.apex}.jpg'} (or img{row.apex}.jpg) not found"
+        if problem:
+            message = f"{row.subject} {row.filename} (sheet row {row.row}): {problem}"
+            if strict:
+                raise DataError(message)
+            skipped.append(message + "; skipped")
+            continue
+        assert onset_path is not None
+        samples.append(Sample(row.subject, row.filename, label, row.emotion, row.aus,
+                              row.onset, row.apex, row.offset, row.row,
+                              onset_path, apex_path, clip))
+    warnings += skipped
+    if skipped:
+        check_enough([s.label for s in samples], [s.subject for s in samples], protocol,
+                     f"after skipping {len(skipped)} sample(s) with missing frames under {frames_root}")
+    return Release(raf_path, sheet_path, layout_name, protocol, samples, warnings,
+                   selection.excluded, skipped, frames_root)
+
+
+def au_multi_hot(samples: Sequence[Sample], aus: Sequence[int]) -> np.ndarray:
+    """(N, K) float32: 1 where sample n shows AU aus[k] on either side (L/R merged)."""
+    index = {au: k for k, au in enumerate(aus)}
+    out = np.zeros((len(samples), len(aus)), dtype=np.float32)
+    for n, sample in enumerate(samples):
+        for au, _side in sample.aus:
+            if au in index:
+                out[n, index[au]] = 1.0
+    return out
