@@ -1,0 +1,14 @@
+"""Models for micro-expression recognition: AM-GCN and the MMNet-style baseline.
+
+Knows nothing of files or annotation sheets: tensors in, logits out.
+"""
+from .amgcn import AMGCN, BRANCHES, build_model
+from .config import ModelConfig
+from .flops import count_flops, count_params
+from .graph import cooccurrence_adjacency, region_masks
+from .losses import compute_loss
+
+__all__ = [
+    "AMGCN", "BRANCHES", "ModelConfig", "build_model", "compute_loss", "cooccurrence_adjacency",
+    "count_flops", "count_params", "region_masks",
+]

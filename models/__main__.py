@@ -1,0 +1,64 @@
+"""Print parameters and forward FLOPs per branch for AM-GCN, MMNet and the ablations.
+
+    python -m models [--img-size 224] [--num-classes 5]
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import torch
+
+from .amgcn import BRANCHES, build_model
+from .config import ModelConfig
+from .flops import count_flops, count_params
+
+VARIANTS: dict[str, dict] = {
+    "amgcn": {},
+    "mmnet": {"arch": "mmnet"},
+    "no-pos": {"use_pos": False},
+    "no-gcn": {"use_gcn": False},
+    "no-aa": {"use_aa": False},
+    "no-sa": {"use_sa": False},
+}
+
+
+def variant_configs(base: ModelConfig) -> dict[str, ModelConfig]:
+    """The configurations compared in the table, derived from `base`."""
+    return {name: replace(base, **kw) for name, kw in VARIANTS.items()}
+
+
+def _table(title: str, rows: dict[str, dict[str, int]], scale: float, fmt: str, extra: dict[str, str] | None = None) -> str:
+    cols = [*BRANCHES, "total"]
+    head = f"{'model':<8}" + "".join(f"{c:>10}" for c in cols) + (f"{'vs mmnet':>10}" if extra else "")
+    lines = [title, head, "-" * len(head)]
+    for name, vals in rows.items():
+        line = f"{name:<8}" + "".join(f"{format(vals[c] / scale, fmt):>10}" if vals[c] else f"{'-':>10}" for c in cols)
+        lines.append(line + (f"{extra[name]:>10}" if extra else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models", description=__doc__.splitlines()[0])
+    ap.add_argument("--img-size", type=int, default=224)
+    ap.add_argument("--num-classes", type=int, default=5)
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    base = ModelConfig(num_classes=args.num_classes, img_size=args.img_size)
+    params, flops = {}, {}
+    for name, cfg in variant_configs(base).items():
+        model = build_model(cfg)
+        params[name] = count_params(model)
+        flops[name] = count_flops(model, args.img_size)
+    ratio = {n: f"{f['total'] / flops['mmnet']['total']:.3f}x" for n, f in flops.items()}
+    print(f"input {args.img_size}x{args.img_size}, {args.num_classes} classes, batch 1, "
+          f"AUs {','.join(map(str, base.aus))}")
+    print(_table("parameters (M)", params, 1e6, ".3f"))
+    print()
+    print(_table("forward GFLOPs (multiply-add = 2 FLOPs)", flops, 1e9, ".4f", ratio))
+    print(f"\nAM-GCN / MMNet FLOPs: {flops['amgcn']['total'] / flops['mmnet']['total']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

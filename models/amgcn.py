@@ -1,0 +1,98 @@
+"""AM-GCN: MMNet-style two-branch network plus an AU graph and two attention modules.
+
+    face   (B,3,S,S) --PositionBranch--> (B,512,14,14) --resize to h x w--+
+                                                                           |
+    motion (B,3,S,S) --MotionBranch--> M (B,512,h,w) -------------------(+)--> F (B,512,h,w)
+                                        |                                      |
+                                        | AU-region pooling (K nodes)          |
+                                        v                                      v
+                          AUGraph: 2-layer GCN over A  --node states-->  AA: F * (1 + a)
+                              |                  |                             |
+                              |                  v                       SA: CBAM x depth
+                              |     au_logits (B,K) (aux. BCE)                 |
+                              v                                           global avg pool
+                        mean of nodes (B,256) ------------- concat -------- (B,512)
+                                                              |
+                                                  linear -> logits (B,C)
+
+h = w = S/16 (14 at 224 px, 7 at 112 px). The graph pools from the motion map M
+(before the position map is added) so that node features describe motion inside each
+AU's region; AA then re-weights the fused map F.
+
+`arch='mmnet'` keeps only position + motion + linear head (the baseline). The
+ablations switch off single parts: no position branch (`use_pos`), no graph (`use_gcn`,
+which also removes AA and the AU head, so `au_logits` is None), no AA, no SA.
+Each part is a named child module (position, motion, graph, aa, sa, head) so that
+parameters and FLOPs can be reported per branch.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import AUAttention, StackedAttention
+from .config import ModelConfig
+from .graph import AUGraph
+from .motion import MotionBranch, feature_size
+from .position import PositionBranch
+
+BRANCHES: tuple[str, ...] = ("position", "motion", "graph", "aa", "sa", "head")
+
+
+class Head(nn.Module):
+    """Global average pooling of the fused map, concatenated with the graph read-out."""
+
+    def __init__(self, in_features: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, fmap: Tensor, readout: Tensor | None) -> Tensor:
+        x = fmap.mean((2, 3))                             # (B, 512)
+        if readout is not None:
+            x = torch.cat([x, readout], 1)  # (B, 512 + hidden)
+        return self.fc(self.drop(x))                      # (B, num_classes)
+
+
+class AMGCN(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        grid = feature_size(cfg.img_size)  # 14 at 224 px, 7 at 112 px
+        self.motion = MotionBranch()
+        ch = self.motion.out_channels
+        self.position = (PositionBranch(cfg.embed_dim, cfg.vit_depth, cfg.vit_heads, ch)
+                         if cfg.use_pos else None)
+        self.graph = (AUGraph(cfg.aus, grid, ch, cfg.gcn_hidden, cfg.learn_adj, cfg.dropout)
+                      if cfg.graph_on else None)
+        self.aa = AUAttention(cfg.aus, grid, cfg.gcn_hidden) if cfg.aa_on else None
+        self.sa = StackedAttention(ch, cfg.sa_depth) if cfg.sa_on else None
+        self.head = Head(ch + (cfg.gcn_hidden if self.graph is not None else 0), cfg.num_classes, cfg.dropout)
+
+    def set_adjacency(self, adj: Tensor) -> None:
+        """Install the fold's AU adjacency (K, K); a no-op for models without the graph."""
+        if self.graph is not None:
+            self.graph.set_adjacency(adj)
+
+    def forward(self, motion: Tensor, face: Tensor) -> dict[str, Tensor | None]:
+        m = self.motion(motion)                               # (B, 512, h, w)
+        fused = m
+        if self.position is not None:
+            pos = self.position(face)                         # (B, 512, 14, 14)
+            if pos.shape[-2:] != m.shape[-2:]:
+                pos = F.interpolate(pos, size=m.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
+            fused = m + pos                                   # (B, 512, h, w)
+        readout = au_logits = None
+        if self.graph is not None:
+            nodes, readout, au_logits = self.graph(m)         # (B, K, D), (B, D), (B, K)
+            if self.aa is not None:
+                fused = self.aa(fused, nodes)                 # (B, 512, h, w)
+        if self.sa is not None:
+            fused = self.sa(fused)                            # (B, 512, h, w)
+        return {"logits": self.head(fused, readout), "au_logits": au_logits}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """AM-GCN or the MMNet baseline (cfg.arch), with the ablation switches of cfg applied."""
+    return AMGCN(cfg)

@@ -1,0 +1,223 @@
+"""Tests of models/: shapes, gradients, adjacency, determinism, attention, budgets."""
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from models import (ModelConfig, build_model, compute_loss, cooccurrence_adjacency, count_flops,
+                    count_params, region_masks)
+
+torch.set_num_threads(2)
+
+ABLATIONS: dict[str, dict] = {
+    "amgcn": {},
+    "no-pos": {"use_pos": False},
+    "no-gcn": {"use_gcn": False},
+    "no-aa": {"use_aa": False},
+    "no-sa": {"use_sa": False},
+    "mmnet": {"arch": "mmnet"},
+}
+# A smaller position branch keeps the gradient tests fast; the structure is unchanged.
+SMALL = dict(img_size=112, vit_depth=1, embed_dim=128, vit_heads=4, gcn_hidden=64)
+
+
+def inputs(batch: int, size: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, size, size, generator=g), torch.randn(batch, 3, size, size, generator=g)
+
+
+def some_adjacency(k: int) -> torch.Tensor:
+    rng = np.random.default_rng(0)
+    return cooccurrence_adjacency((rng.random((40, k)) < 0.4).astype(np.float32), 0.3, 0.2)
+
+
+@pytest.mark.parametrize("size", [112, 224])
+@pytest.mark.parametrize("num_classes", [3, 5])
+def test_output_shapes(size: int, num_classes: int) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_classes=num_classes, img_size=size)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model(*inputs(2, size))
+    assert out["logits"].shape == (2, num_classes)
+    assert out["au_logits"].shape == (2, len(cfg.aus))
+    assert torch.isfinite(out["logits"]).all()
+
+
+@pytest.mark.parametrize("name", list(ABLATIONS))
+def test_au_logits_presence(name: str) -> None:
+    cfg = ModelConfig(**SMALL, **ABLATIONS[name])
+    with torch.no_grad():
+        out = build_model(cfg).eval()(*inputs(1, 112))
+    assert (out["au_logits"] is None) == (name in ("no-gcn", "mmnet"))
+
+
+@pytest.mark.parametrize("name", list(ABLATIONS))
+def test_gradients_reach_every_parameter(name: str) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(**SMALL, **ABLATIONS[name])
+    model = build_model(cfg)
+    model.set_adjacency(some_adjacency(len(cfg.aus)))
+    motion, face = inputs(2, 112)
+    out = model(motion, face)
+    au_targets = (torch.arange(2 * len(cfg.aus)).view(2, -1) % 3 == 0).float()
+    loss, parts = compute_loss(out, torch.tensor([0, 1]), au_targets, cfg)
+    loss.backward()
+    assert set(parts) == {"ce", "au", "total"} and all(isinstance(v, float) for v in parts.values())
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{name}: no gradient for {pname}"
+        assert p.grad.abs().sum() > 0, f"{name}: zero gradient for {pname}"
+
+
+def test_learned_adjacency_correction_gets_gradient() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**SMALL))
+    out = model(*inputs(2, 112))
+    out["logits"].sum().backward()
+    assert model.graph.adj_delta.grad is not None and model.graph.adj_delta.grad.abs().sum() > 0
+    frozen = build_model(ModelConfig(**SMALL, learn_adj=False))
+    assert frozen.graph.adj_delta is None
+
+
+def test_compute_loss_terms() -> None:
+    cfg = ModelConfig(au_loss_weight=0.5)
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.0, 0.0]])
+    au_logits = torch.zeros(1, 9)
+    labels = torch.tensor([0])
+    targets = torch.ones(1, 9)
+    loss, parts = compute_loss({"logits": logits, "au_logits": au_logits}, labels, targets, cfg)
+    ce = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert parts["ce"] == pytest.approx(ce)
+    assert parts["au"] == pytest.approx(np.log(2.0), rel=1e-5)
+    assert loss.item() == pytest.approx(ce + 0.5 * np.log(2.0), rel=1e-5)
+    loss2, parts2 = compute_loss({"logits": logits, "au_logits": None}, labels, targets, cfg)
+    assert parts2["au"] == 0.0 and loss2.item() == pytest.approx(ce)
+    _, parts3 = compute_loss({"logits": logits, "au_logits": au_logits}, labels, None, cfg)
+    assert parts3["total"] == pytest.approx(ce)
+
+
+def test_cooccurrence_adjacency_by_hand() -> None:
+    # AUs a, b, c, d over 4 samples. counts: a=3, b=2, c=1, d=0
+    # a&b = 2, a&c = 1, b&c = 0
+    y = np.array([[1, 1, 0, 0],
+                  [1, 1, 0, 0],
+                  [1, 0, 1, 0],
+                  [0, 0, 0, 0]], dtype=np.float32)
+    # P(j|i): row a: b 2/3, c 1/3; row b: a 1; row c: a 1; row d: 0 (never occurs)
+    # threshold 0.5 -> edges a->b, b->a, c->a; d has none
+    r = 0.2
+    expected = torch.tensor([
+        [1 - r, r, 0, 0],     # a: one neighbour (b)
+        [r, 1 - r, 0, 0],     # b: one neighbour (a)
+        [r, 0, 1 - r, 0],     # c: one neighbour (a)
+        [0, 0, 0, 1.0],       # d: isolated -> keeps itself only
+    ])
+    adj = cooccurrence_adjacency(y, threshold=0.5, reweight=r)
+    assert adj.dtype == torch.float32
+    torch.testing.assert_close(adj, expected)
+    # Lower threshold: a also links to c (1/3 >= 0.3) -> a spreads r over two neighbours.
+    adj2 = cooccurrence_adjacency(torch.from_numpy(y), threshold=0.3, reweight=r)
+    torch.testing.assert_close(adj2[0], torch.tensor([1 - r, r / 2, r / 2, 0]))
+    torch.testing.assert_close(adj2.sum(1), torch.ones(4))
+
+
+def test_adjacency_ignores_held_out_subject() -> None:
+    rng = np.random.default_rng(3)
+    table = (rng.random((30, 9)) < 0.35).astype(np.float32)
+    subjects = np.array([f"sub{i % 5 + 1:02d}" for i in range(30)])
+    train = subjects != "sub03"
+    before = cooccurrence_adjacency(table[train], 0.4, 0.2)
+    changed = table.copy()
+    changed[~train] = 1.0 - changed[~train]  # the held-out subject's AUs change completely
+    after = cooccurrence_adjacency(changed[train], 0.4, 0.2)
+    assert torch.equal(before, after)
+    # whereas using all rows would have seen the change
+    assert not torch.equal(cooccurrence_adjacency(table, 0.4, 0.2), cooccurrence_adjacency(changed, 0.4, 0.2))
+
+
+def test_set_adjacency_changes_output() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**SMALL)).eval()
+    x = inputs(2, 112)
+    with torch.no_grad():
+        before = model(*x)["logits"]
+        model.set_adjacency(some_adjacency(9))
+        after = model(*x)["logits"]
+    assert torch.equal(model.graph.adjacency, some_adjacency(9))
+    assert not torch.allclose(before, after)
+    with pytest.raises(ValueError):
+        model.set_adjacency(torch.eye(4))
+    build_model(ModelConfig(**SMALL, arch="mmnet")).set_adjacency(torch.eye(9))  # no-op, no error
+
+
+def test_forward_is_deterministic() -> None:
+    x = inputs(2, 112)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(img_size=112))
+        with torch.no_grad():
+            outs.append(model(*x))
+    assert torch.equal(outs[0]["logits"], outs[1]["logits"])
+    assert torch.equal(outs[0]["au_logits"], outs[1]["au_logits"])
+
+
+@pytest.mark.parametrize("module", ["aa", "sa"])
+def test_attention_modules_are_not_identities(module: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**SMALL)).eval()
+    bypassed = copy.deepcopy(model)
+    setattr(bypassed, module, None)  # same weights, module skipped
+    x = inputs(2, 112)
+    with torch.no_grad():
+        assert not torch.allclose(model(*x)["logits"], bypassed(*x)["logits"])
+
+
+def test_region_masks() -> None:
+    masks = region_masks((4, 12, 17), 14, 14)
+    assert masks.shape == (3, 196)
+    assert (masks >= 0).all() and (masks <= 1).all() and (masks.sum(1) > 0).all()
+    m = masks.view(3, 14, 14)
+    # AU4 (brows) sits above AU17 (chin): compare the mask-weighted mean row.
+    rows = torch.arange(14.0)[:, None]
+    centre = [(mk * rows).sum() / mk.sum() for mk in m]
+    assert centre[0] < centre[1] < centre[2]
+    assert region_masks((12,), 7, 7).sum() > 0  # small grids still cover every AU
+
+
+def test_parameter_counts() -> None:
+    base = ModelConfig()
+    full = count_params(build_model(base))["total"]
+    counts = {n: count_params(build_model(replace(base, **kw)))["total"] for n, kw in ABLATIONS.items() if kw}
+    for name, n in counts.items():
+        assert n < full, name
+    assert counts["mmnet"] < full
+    assert 8e6 < counts["mmnet"] < 14e6  # reference MMNet: about 10M
+
+
+def test_flops_budget() -> None:
+    amgcn = count_flops(build_model(ModelConfig()), 224)
+    mmnet = count_flops(build_model(ModelConfig(arch="mmnet")), 224)
+    assert amgcn["total"] <= 1.5 * mmnet["total"]
+    branches = ("position", "motion", "graph", "aa", "sa", "head")
+    assert sum(amgcn[b] for b in branches) == amgcn["total"]
+    assert mmnet["graph"] == mmnet["aa"] == mmnet["sa"] == 0 and amgcn["graph"] > 0
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        ModelConfig(arch="resnet")
+    with pytest.raises(ValueError):
+        ModelConfig(img_size=8)
+
+
+@pytest.mark.parametrize("size", [40, 64])
+def test_small_and_odd_input_sizes(size: int) -> None:
+    model = build_model(ModelConfig(**{**SMALL, "img_size": size})).eval()
+    with torch.no_grad():
+        out = model(*inputs(1, size))
+    assert out["logits"].shape == (1, 5) and out["au_logits"].shape == (1, 9)
