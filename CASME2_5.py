@@ -1,0 +1,10 @@
+"""AM-GCN on CASME II, 5 classes (happiness, surprise, disgust, repression, others), LOSO.
+
+    python CASME2_5.py --raf_path /data/CASME2 --epochs 100
+"""
+from main import main
+
+DEFAULTS = dict(batch_size=32, lr=0.0008, epochs=100)
+
+if __name__ == "__main__":
+    raise SystemExit(main(protocol="5class", defaults=DEFAULTS))

@@ -1,0 +1,202 @@
+"""End-to-end LOSO runs of the entry scripts on a tiny synthetic release."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import engine
+from data.synthetic import generate_release
+from main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FIVE = dict(batch_size=32, lr=0.0008, epochs=100)
+# Small enough to train in seconds on 2 CPU cores.
+FAST = ["--img-size", "32", "--epochs", "2", "--batch_size", "16", "--device", "cpu", "--embed-dim", "64",
+        "--vit-depth", "1"]
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> Path:
+    return generate_release(tmp_path_factory.mktemp("release"), subjects=4, per_subject=8, size=(40, 48),
+                            seed=3, clip_len=(8, 12), emotions=("happiness", "surprise", "disgust"))
+
+
+def run_args(release: Path, tmp: Path, name: str, *extra: str) -> list[str]:
+    return ["--raf_path", str(release), "--cache-dir", str(tmp / "cache"), "--checkpoint-dir", str(tmp / "ckpt"),
+            "--output", str(tmp / name), *FAST, *extra]
+
+
+def read_predictions(run: Path) -> list[dict]:
+    with open(run / "predictions.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def hand_metrics(rows: list[dict]) -> dict:
+    labels = [r["label"] for r in rows]
+    preds = [r["pred"] for r in rows]
+    f1s, recalls = [], []
+    for c in sorted(set(labels)):
+        tp = sum(1 for y, p in zip(labels, preds) if y == c and p == c)
+        fp = sum(1 for y, p in zip(labels, preds) if y != c and p == c)
+        fn = sum(1 for y, p in zip(labels, preds) if y == c and p != c)
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+        recalls.append(tp / (tp + fn))
+    return {"accuracy": sum(y == p for y, p in zip(labels, preds)) / len(rows),
+            "uf1": sum(f1s) / len(f1s), "uar": sum(recalls) / len(recalls), "n": len(rows)}
+
+
+def test_run_folder_and_pooled_metrics_match_predictions(release, tmp_path, capsys):
+    assert main("5class", FIVE, run_args(release, tmp_path, "run")) == 0
+    run = tmp_path / "run"
+    for name in ("args.yaml", "log.jsonl", "predictions.csv", "folds.csv", "summary.json", "confusion_matrix.png"):
+        assert (run / name).is_file(), name
+    rows = read_predictions(run)
+    assert list(rows[0])[:4] == ["subject", "sample", "label", "pred"]
+    assert [c for c in rows[0] if c.startswith("p_")] == [f"p_{c}" for c in
+                                                          ("happiness", "surprise", "disgust", "repression", "others")]
+    for r in rows:  # the predicted class is the most probable one, and probabilities sum to 1
+        probs = [float(v) for k, v in r.items() if k.startswith("p_")]
+        assert abs(sum(probs) - 1) < 1e-4
+        assert r["pred"] == ["happiness", "surprise", "disgust", "repression", "others"][int(np.argmax(probs))]
+    summary = json.loads((run / "summary.json").read_text())
+    expected = hand_metrics(rows)
+    for key in ("accuracy", "uf1", "uar"):
+        assert summary[key] == pytest.approx(expected[key], abs=1e-9), key
+    assert summary["n"] == expected["n"] == 32
+    assert sorted({r["subject"] for r in rows}) == ["sub01", "sub02", "sub03", "sub04"]
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 4 * 2 and {r["fold"] for r in log} == {"sub01", "sub02", "sub03", "sub04"}
+    ckpts = sorted(p.name for p in (tmp_path / "ckpt" / "run").iterdir())
+    assert ckpts == ["sub01.pt", "sub02.pt", "sub03.pt", "sub04.pt"]
+    out = capsys.readouterr().out
+    assert "pooled" in out and f"{summary['uf1']:.3f}" in out
+
+
+def test_no_fold_sees_its_held_out_subject(release, tmp_path, monkeypatch):
+    seen: dict[str, set[str]] = {}
+    adjacency_inputs: list[int] = []
+    real_train, real_adj = engine.train_one_epoch, engine.cooccurrence_adjacency
+
+    def spy_train(model, data, train_idx, *args, **kwargs):
+        seen.setdefault(current["subject"], set()).update(data.subjects[i] for i in train_idx.tolist())
+        return real_train(model, data, train_idx, *args, **kwargs)
+
+    def spy_adj(au, *args):
+        adjacency_inputs.append(len(au))
+        return real_adj(au, *args)
+
+    real_fold = engine.run_fold
+    current = {}
+
+    def spy_fold(subject, *args, **kwargs):
+        current["subject"] = subject
+        return real_fold(subject, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", spy_train)
+    monkeypatch.setattr(engine, "cooccurrence_adjacency", spy_adj)
+    monkeypatch.setattr("main.run_fold", spy_fold)
+    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--val-subjects", "1")) == 0
+    assert set(seen) == {"sub01", "sub02", "sub03", "sub04"}
+    for held_out, trained_on in seen.items():
+        assert held_out not in trained_on
+        assert len(trained_on) == 2  # 3 training subjects, one of them kept for validation
+    assert adjacency_inputs == [16] * 4  # AU statistics from the 2 fitting subjects x 8 samples
+    folds = list(csv.DictReader(open(tmp_path / "run" / "folds.csv")))
+    assert all(1 <= int(f["epoch"]) <= 2 for f in folds)
+
+
+def test_easy_synthetic_release_is_learned_above_chance(tmp_path):
+    easy = generate_release(tmp_path / "easy", subjects=5, per_subject=12, size=(48, 56), seed=11,
+                            clip_len=(8, 10), emotions=("happiness", "surprise", "disgust"))
+    args = run_args(easy, tmp_path, "run")
+    args[args.index("--epochs") + 1] = "12"
+    args[args.index("--img-size") + 1] = "48"
+    assert main("3class", dict(batch_size=16, lr=0.001, epochs=12), args) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    # Chance UF1 for 3 balanced classes is about 0.33.
+    assert summary["uf1"] > 0.6, summary
+
+
+def test_folds_flag_runs_only_those_subjects(release, tmp_path):
+    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--folds", "1,sub03")) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["folds"] == ["sub01", "sub03"]
+    assert {r["subject"] for r in read_predictions(tmp_path / "run")} == {"sub01", "sub03"}
+
+
+def test_report_oracle_is_labelled_and_separate(release, tmp_path, capsys):
+    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--report-oracle")) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    oracle = summary["oracle_optimistic"]
+    assert "optimistic" in oracle["note"] and oracle["n"] == summary["n"]
+    assert oracle["accuracy"] >= summary["accuracy"] - 1e-9  # picks the best epoch, including the last
+    assert "optimistic" in capsys.readouterr().out
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> list[str]:
+    return [sys.executable, str(ROOT / "CASME2_5.py"), *args]
+
+
+def test_kill_then_resume_matches_uninterrupted_run(release, tmp_path):
+    whole = run_args(release, tmp_path, "whole", "--epochs", "3", "--checkpoint-interval", "0")
+    assert main("5class", FIVE, whole) == 0
+
+    killed = run_args(release, tmp_path, "killed", "--epochs", "3", "--checkpoint-interval", "0")
+    proc = subprocess.Popen(_cli(*killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    log = tmp_path / "killed" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill in the middle of the second fold
+        if log.exists() and len(log.read_text().splitlines()) >= 5:
+            break
+        if proc.poll() is not None:
+            pytest.fail("the run ended before it could be killed")
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    done_before = sorted(p.name for p in (tmp_path / "killed" / "folds").glob("*.json"))
+    assert 1 <= len(done_before) < 4
+
+    resumed = subprocess.run(_cli("--resume", str(tmp_path / "killed"), "--device", "cpu"), cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "killed" / "predictions.csv").read_text() == (tmp_path / "whole" / "predictions.csv").read_text()
+    a = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    b = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    assert (a["accuracy"], a["uf1"], a["uar"]) == (b["accuracy"], b["uf1"], b["uar"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "-1"], "--lr"),
+    (["--epochs", "0"], "--epochs"),
+    (["--batch_size", "0"], "--batch_size"),
+    (["--img-size", "50"], "--img-size"),
+    (["--folds", "sub99"], "--folds"),
+    (["--device", "tpu"], "--device"),
+    (["--pretrained", "/nonexistent/weights.pt"], "--pretrained"),
+    (["--layout", "weird"], "--layout"),
+    (["--protocol", "7class"], "--protocol"),
+    (["--resume", "/nonexistent/run"], "--resume"),
+])
+def test_bad_flag_values_exit_2_with_a_clear_message(release, tmp_path, flags, message):
+    result = subprocess.run(_cli(*run_args(release, tmp_path, "run"), *flags), cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_raf_path_is_named(tmp_path):
+    result = subprocess.run(_cli("--raf_path", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path)),
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--raf_path" in result.stderr and "Traceback" not in result.stderr
