@@ -30,7 +30,7 @@ from utils.report import format_table, write_results
 PROJECT_ROOT = Path(__file__).resolve().parent
 LAYOUT_CHOICES = ("cropped", "cropped-updated", "raw", "simple")
 # Flags that may differ when a run is resumed: they change where or how fast it runs, not its results.
-RUNTIME_FLAGS = {"resume", "device", "workers", "checkpoint_interval", "eval_batch_size", "compile"}
+RUNTIME_FLAGS = {"resume", "device", "workers", "checkpoint_interval", "eval_batch_size", "compile", "threads"}
 PATH_FLAGS = {"raf_path", "sheet", "cache_dir", "output", "pretrained", "checkpoint_dir", "resume"}
 # --demo: a small synthetic release and a short schedule that ends in minutes on 2 CPU cores.
 DEMO_RELEASE = dict(subjects=8, per_subject=12, size=(72, 84), seed=0)
@@ -72,6 +72,9 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
                    help="also report the test-selected best-epoch figure (optimistic; never the result)")
     g.add_argument("--pretrained", type=Path, help="local weights to start from (matching names and shapes)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per process (0: the machine's cores shared among local processes); "
+                        "bit-identical results need the same value")
     g.add_argument("--eval-batch-size", type=int, default=256)
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays on GPUs, not on CPUs)")
 
@@ -119,8 +122,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.embed_dim < 1 or args.vit_depth < 1 or args.vit_heads < 1 or args.embed_dim % args.vit_heads:
         raise UsageError(f"--embed-dim ({args.embed_dim}) must be a positive multiple of --vit-heads "
                          f"({args.vit_heads}), and --vit-depth at least 1")
-    if args.workers < 0 or args.val_subjects < 0:
-        raise UsageError("--workers and --val-subjects must not be negative")
+    if args.workers < 0 or args.val_subjects < 0 or args.threads < 0:
+        raise UsageError("--workers, --val-subjects and --threads must not be negative")
     if args.pretrained is not None and not args.pretrained.is_file():
         raise UsageError(f"--pretrained {args.pretrained}: no such file")
     if args.raf_path is None and not args.demo:
@@ -196,8 +199,7 @@ def emit(line: str) -> None:
 
 def run(args: argparse.Namespace, info: DistInfo) -> int:
     device = resolve_device(args.device, info)
-    if device.type == "cpu":
-        torch.set_num_threads(threads_per_process(info))
+    torch.set_num_threads(args.threads or threads_per_process(info))
     protocol = get_protocol(args.protocol)
     release = load_release(args.raf_path, protocol, sheet=args.sheet, layout=args.layout, strict=args.strict)
     folds = select_folds(args.folds, release.subjects)
@@ -208,6 +210,13 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
 
     run_dir = args.output
     ckpt_dir = args.checkpoint_dir / run_dir.name
+    if args.resume is None:  # a new run must not pick up another run's files
+        if (run_dir / "args.yaml").exists():
+            raise UsageError(f"--output {run_dir} already holds a run; continue it with --resume {run_dir} "
+                             "or choose another --output")
+        if any(ckpt_dir.glob("*.pt")):
+            raise UsageError(f"{ckpt_dir} holds checkpoints of an earlier run named {run_dir.name!r}; "
+                             "remove them or choose another --output")
     if info.is_main:  # rank 0 fills the cache first, so ranks do not decode the same frames
         run_dir.mkdir(parents=True, exist_ok=True)
         write_yaml(run_dir / "args.yaml", {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
