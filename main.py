@@ -34,7 +34,7 @@ RUNTIME_FLAGS = {"resume", "device", "workers", "checkpoint_interval", "eval_bat
 PATH_FLAGS = {"raf_path", "sheet", "cache_dir", "output", "pretrained", "checkpoint_dir", "resume"}
 # --demo: a small synthetic release and a short schedule that ends in minutes on 2 CPU cores.
 DEMO_RELEASE = dict(subjects=8, per_subject=12, size=(72, 84), seed=0)
-DEMO_SETTINGS = dict(epochs=12, img_size=64)
+DEMO_SETTINGS = dict(epochs=12, img_size=64, embed_dim=128, vit_depth=1)
 
 
 class UsageError(Exception):
@@ -54,8 +54,8 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=0, help="processes decoding frames when the cache is built")
     g.add_argument("--strict", action="store_true", help="a missing or unreadable frame is an error, not a skip")
     g.add_argument("--demo", action="store_true",
-                   help=f"use a built-in synthetic release; unless given, --epochs {DEMO_SETTINGS['epochs']} "
-                        f"--img-size {DEMO_SETTINGS['img_size']}")
+                   help="use a built-in synthetic release and, unless given, "
+                        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in DEMO_SETTINGS.items()))
     g.add_argument("--dry-run", action="store_true", help="read and validate the dataset, print it, train nothing")
 
     g = p.add_argument_group("training")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,16 +188,30 @@ def test_kill_then_resume_matches_uninterrupted_run(release, tmp_path):
     (["--layout", "weird"], "--layout"),
     (["--protocol", "7class"], "--protocol"),
     (["--resume", "/nonexistent/run"], "--resume"),
+    (["--embed-dim", "30"], "--embed-dim"),
 ])
-def test_bad_flag_values_exit_2_with_a_clear_message(release, tmp_path, flags, message):
-    result = subprocess.run(_cli(*run_args(release, tmp_path, "run"), *flags), cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_flag_values_exit_2_with_a_clear_message(release, tmp_path, capsys, flags, message):
+    try:
+        code = main("5class", FIVE, run_args(release, tmp_path, "run") + flags)
+    except SystemExit as e:  # argparse's own errors (unknown choices)
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "error" in err
 
 
-def test_missing_raf_path_is_named(tmp_path):
-    result = subprocess.run(_cli("--raf_path", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path)),
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "--raf_path" in result.stderr and "Traceback" not in result.stderr
+def test_bad_input_from_the_command_line_has_no_traceback(release, tmp_path):
+    for args in (["--raf_path", str(tmp_path / "nowhere")], [*run_args(release, tmp_path, "run"), "--lr", "0"]):
+        result = subprocess.run(_cli(*args), cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+        assert ("--raf_path" if "nowhere" in args[1] else "--lr") in result.stderr
+
+
+def test_a_new_run_never_reuses_an_earlier_runs_files(release, tmp_path, capsys):
+    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--folds", "1", "--epochs", "1")) == 0
+    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--folds", "1")) == 2
+    assert "--resume" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "run")  # the run folder is gone, its checkpoints are not
+    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--folds", "1")) == 2
+    assert "checkpoints of an earlier run" in capsys.readouterr().err
