@@ -1,0 +1,395 @@
+"""Model inputs from a release: onset and apex faces as uint8 arrays, with an on-disk cache.
+
+For each sample the onset and apex frames are read (BGR -> RGB), the face is cropped
+(cropped layouts: the frame is the face; raw layout: a Haar face box found on the onset
+frame, used for both frames of the clip) and resized to img_size x img_size.
+
+Each sample is cached as one small .npy file (onset and apex stacked) named by a hash of everything that decides
+its content: the sample's identity and frames, the frame files' paths, sizes and mtimes,
+the image size, the crop method and PREPROCESS_VERSION. A changed setting or a touched
+file therefore gives a new name (a miss), never a stale hit. The cache lives outside the
+dataset (which may be read-only): AMGCN_CACHE or ~/.cache/amgcn-mer.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import re
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from data.errors import DataError
+from data.release import Release, Sample
+
+# Bump when the preprocessing itself changes (crop rule, interpolation, ...): old entries
+# then stop matching instead of being served.
+PREPROCESS_VERSION = 1
+CROPPED_LAYOUTS = ("cropped", "cropped-updated", "simple")
+HAAR_FILE = "haarcascade_frontalface_default.xml"
+FACE_MARGIN = 0.10            # the Haar box grows by this fraction of its size (5% a side)
+CENTRE_FRACTION = 0.75
+DETECT_SIDE = 240             # face detection runs on frames shrunk to this short side        # fallback crop: centred square, this fraction of the short side
+_FRAME_NAME = re.compile(r"^(?:reg_)?img(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
+
+
+@dataclass
+class InputArrays:
+    samples: list[Sample]        # those preprocessed successfully, same order as arrays
+    onset: np.ndarray            # (N, 3, S, S) uint8 RGB onset face
+    apex: np.ndarray             # (N, 3, S, S) uint8 RGB apex face
+    labels: np.ndarray           # (N,) int64
+    subjects: list[str]          # (N,)
+    warnings: list[str]
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+def default_cache_dir() -> Path:
+    """AMGCN_CACHE if set, else ~/.cache/amgcn-mer; never inside the dataset folder."""
+    env = os.environ.get("AMGCN_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "amgcn-mer"
+
+
+def crop_method(layout: str) -> str:
+    return "full" if layout in CROPPED_LAYOUTS else "haar"
+
+
+# --------------------------------------------------------------------------- frames
+
+def clip_frames(sample: Sample) -> dict[int, Path]:
+    """Frame number -> file for the frames of the clip that exist in onset..offset."""
+    found: dict[int, Path] = {}
+    try:
+        entries = list(os.scandir(sample.frame_dir))
+    except OSError:
+        return found
+    for entry in entries:
+        m = _FRAME_NAME.match(entry.name)
+        if m and sample.onset <= int(m.group(1)) <= sample.offset:
+            n = int(m.group(1))
+            # reg_img<N> wins over img<N>, as in data.layout.frame_path
+            if n not in found or entry.name.lower().startswith("reg_"):
+                found[n] = Path(entry.path)
+    return dict(sorted(found.items()))
+
+
+def _stat(path: Path) -> list:
+    try:
+        st = path.stat()
+        return [str(path), st.st_size, st.st_mtime_ns]
+    except OSError:
+        return [str(path), -1, -1]
+
+
+def cache_key(sample: Sample, img_size: int, method: str) -> str:
+    """Hash of everything the cached arrays depend on."""
+    if sample.apex_path is not None:
+        files = [_stat(sample.onset_path), _stat(sample.apex_path)]
+    else:
+        # the apex is chosen among the clip's frames: any of them changing matters
+        frames = clip_frames(sample)
+        frames.setdefault(sample.onset, sample.onset_path)
+        files = [_stat(p) for p in frames.values()]
+    blob = json.dumps({
+        "version": PREPROCESS_VERSION,
+        "sample": [sample.subject, sample.filename, sample.onset, sample.apex, sample.offset],
+        "files": files, "img_size": int(img_size), "crop": method,
+    }, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:40]
+
+
+# --------------------------------------------------------------------------- faces
+
+_CASCADE: cv2.CascadeClassifier | None = None
+
+
+def _cascade() -> cv2.CascadeClassifier:
+    global _CASCADE  # one per process: loading the XML costs ~50 ms
+    if _CASCADE is None:
+        _CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + HAAR_FILE)
+        if _CASCADE.empty():
+            raise DataError(f"cannot load OpenCV's {HAAR_FILE} from {cv2.data.haarcascades}")
+    return _CASCADE
+
+
+def face_box(frame: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of the largest detected face, grown by FACE_MARGIN; None if no face."""
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    h, w = gray.shape
+    # detect at reduced resolution (short side DETECT_SIDE): 4x faster on 640x480 frames,
+    # and a face filling a good part of the frame stays far above the 24 px detector window
+    scale = min(1.0, DETECT_SIDE / min(h, w))
+    if scale < 1.0:
+        gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    min_side = max(24, min(gray.shape) // 12)
+    faces = ()
+    # strict settings on the plain image first; equalised contrast and finer scales rescue
+    # dim or low-contrast faces without inviting false boxes on easy ones
+    for image, step, neighbours in ((gray, 1.1, 3), (cv2.equalizeHist(gray), 1.1, 3),
+                                    (gray, 1.05, 2)):
+        faces = _cascade().detectMultiScale(image, scaleFactor=step, minNeighbors=neighbours,
+                                            minSize=(min_side, min_side))
+        if len(faces):
+            break
+    if len(faces) == 0:
+        return None
+    x, y, bw, bh = (v / scale for v in max(faces, key=lambda f: f[2] * f[3]))
+    mx, my = bw * FACE_MARGIN / 2, bh * FACE_MARGIN / 2
+    return (max(0, int(x - mx)), max(0, int(y - my)),
+            min(w, int(round(x + bw + mx))), min(h, int(round(y + bh + my))))
+
+
+def centre_box(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    h, w = shape[:2]
+    side = int(min(h, w) * CENTRE_FRACTION)
+    x0, y0 = (w - side) // 2, (h - side) // 2
+    return x0, y0, x0 + side, y0 + side
+
+
+def to_face(frame: np.ndarray, box: tuple[int, int, int, int] | None, size: int) -> np.ndarray:
+    """BGR frame -> (3, size, size) uint8 RGB face."""
+    if box is not None:
+        x0, y0, x1, y1 = box
+        h, w = frame.shape[:2]
+        crop = frame[min(y0, h - 1):max(y1, y0 + 1), min(x0, w - 1):max(x1, x0 + 1)]
+        frame = crop if crop.size else frame
+    face = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)   # (S, S, 3)
+    return np.ascontiguousarray(cv2.cvtColor(face, cv2.COLOR_BGR2RGB).transpose(2, 0, 1))
+
+
+# --------------------------------------------------------------------------- one sample
+
+@dataclass
+class _Result:
+    index: int
+    onset: np.ndarray | None = None
+    apex: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)   # warnings, replayed on cache hits
+    error: str | None = None                          # reason the sample is skipped
+    strict_error: str | None = None                   # what strict mode raises
+
+
+def _name(sample: Sample) -> str:
+    return f"{sample.subject} {sample.filename}"
+
+
+def _read(path: Path) -> np.ndarray | None:
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+
+def preprocess_sample(index: int, sample: Sample, img_size: int, method: str,
+                      strict: bool) -> _Result:
+    """Read, crop and resize one sample's onset and apex (module level: runs in workers)."""
+    res = _Result(index)
+    onset_frame = _read(sample.onset_path)
+    if onset_frame is None:
+        res.error = f"{_name(sample)}: cannot read onset frame {sample.onset_path}; skipped"
+        return res
+    box = None
+    if method == "haar":
+        box = face_box(onset_frame)
+        if box is None:
+            box = centre_box(onset_frame.shape)
+            res.notes.append(f"{_name(sample)}: no face found in {sample.onset_path.name}; "
+                             f"using a centre crop")
+    res.onset = to_face(onset_frame, box, img_size)
+
+    if sample.apex_path is not None:
+        apex_frame = _read(sample.apex_path)
+        if apex_frame is None:
+            res.error = f"{_name(sample)}: cannot read apex frame {sample.apex_path}; skipped"
+            return res
+        res.apex = to_face(apex_frame, box, img_size)
+        return res
+
+    # apex '/': the frame of onset..offset that differs most from the onset
+    best, best_frame, best_diff = None, None, -1.0
+    base = res.onset.astype(np.int16)
+    for n, path in clip_frames(sample).items():
+        if n == sample.onset:
+            continue
+        frame = _read(path)
+        if frame is None:
+            msg = f"{_name(sample)}: cannot read frame {path}; left out of the apex search"
+            if strict:
+                res.strict_error = msg
+                return res
+            res.notes.append(msg)
+            continue
+        face = to_face(frame, box, img_size)
+        diff = float(np.abs(face.astype(np.int16) - base).mean())
+        if diff > best_diff:
+            best, best_frame, best_diff = face, n, diff
+    if best is None:
+        res.error = (f"{_name(sample)}: apex is '/' and no other frame of "
+                     f"{sample.onset}..{sample.offset} is readable in {sample.frame_dir}; skipped")
+        return res
+    res.apex = best
+    res.notes.append(f"{_name(sample)}: apex is '/'; using frame {best_frame} "
+                     f"(largest difference from onset {sample.onset})")
+    return res
+
+
+# --------------------------------------------------------------------------- cache files
+
+def _npy_header(img_size: int) -> bytes:
+    """The exact .npy header np.save writes for a (2, 3, S, S) uint8 array."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "|u1", "fortran_order": False, "shape": (2, 3, img_size, img_size)})
+    return buf.getvalue()
+
+
+def _load_entry(path: Path, header: bytes, out_onset: np.ndarray,
+                out_apex: np.ndarray) -> list[str] | None:
+    """Copy a cached pair into the two (3, S, S) outputs; its notes, or None on a miss.
+
+    Hits are the common case and the cache is ours, so instead of np.load (header parsing
+    dominated its cost) the file is checked against the one header np.save writes for
+    this shape and the pixels are copied straight into the result arrays.
+    """
+    n = out_onset.size
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None  # missing or unreadable entry: recompute it
+    if len(data) != len(header) + 2 * n or not data.startswith(header):
+        return None  # damaged or foreign file
+    pixels = np.frombuffer(data, np.uint8, offset=len(header))
+    out_onset.reshape(-1)[:] = pixels[:n]
+    out_apex.reshape(-1)[:] = pixels[n:]
+    notes_path = path.with_suffix(".txt")
+    return notes_path.read_text(encoding="utf-8").splitlines() if notes_path.is_file() else []
+
+
+def _atomic_write(path: Path, write) -> None:
+    """A reader sees either no file or a complete one: temp file in the same folder + rename."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _save_entry(path: Path, onset: np.ndarray, apex: np.ndarray, notes: list[str]) -> None:
+    # a plain .npy loads several times faster than an .npz (no zip layer); the rare notes
+    # (warnings to replay on hits) go to a .txt beside it, written first so the .npy,
+    # whose presence makes the hit, always finds them
+    if notes:
+        text = "\n".join(notes).encode("utf-8")
+        _atomic_write(path.with_suffix(".txt"), lambda f: f.write(text))
+    _atomic_write(path, lambda f: np.save(f, np.stack([onset, apex])))
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)  # the pool provides the parallelism
+
+
+# --------------------------------------------------------------------------- all samples
+
+def build_inputs(release: Release, *, img_size: int = 224, cache_dir: Path | None = None,
+                 workers: int = 0, strict: bool = False, progress: bool = True) -> InputArrays:
+    """Preprocess every sample of `release` (from the cache where possible).
+
+    A sample whose frame cannot be read is skipped with a warning naming the file
+    (strict=True: DataError). workers > 0 preprocesses cache misses in that many processes
+    (started fresh, so a calling script needs the usual `if __name__ == "__main__":` guard).
+    """
+    if img_size < 8:
+        raise DataError(f"--img_size {img_size}: must be at least 8")
+    method = crop_method(release.layout)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    warnings: list[str] = []
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        writable = os.access(cache, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        warnings.append(f"cache folder {cache} is not writable; preprocessing without a cache")
+
+    samples = release.samples
+    shape = (len(samples), 3, img_size, img_size)
+    onset, apex = np.empty(shape, np.uint8), np.empty(shape, np.uint8)   # (N, 3, S, S) each
+    header = _npy_header(img_size)
+    notes: list[list[str]] = [[] for _ in samples]
+    errors: list[str | None] = [None] * len(samples)
+    paths: list[Path] = []
+    todo: list[int] = []
+    bar = tqdm(total=len(samples), desc="preprocess", unit="sample", disable=not progress)
+    for i, sample in enumerate(samples):
+        path = cache / f"{cache_key(sample, img_size, method)}.npy"
+        paths.append(path)
+        found = _load_entry(path, header, onset[i], apex[i])
+        if found is not None:
+            notes[i] = found
+            bar.update(1)
+        else:
+            todo.append(i)
+
+    def finish(res: _Result) -> None:
+        if res.strict_error or (res.error and strict):
+            raise DataError(res.strict_error or res.error)
+        notes[res.index], errors[res.index] = res.notes, res.error
+        if res.error is None:
+            onset[res.index], apex[res.index] = res.onset, res.apex
+            if writable:
+                _save_entry(paths[res.index], res.onset, res.apex, res.notes)
+        bar.update(1)
+
+    try:
+        if workers > 0 and len(todo) > 1:
+            # forkserver, not fork: a child forked from a parent whose OpenCV thread pool
+            # is busy can deadlock inside cv2 (seen with fork and 2 workers)
+            ctx = multiprocessing.get_context(
+                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                     initializer=_worker_init) as pool:
+                futures = [pool.submit(preprocess_sample, i, samples[i], img_size, method, strict)
+                           for i in todo]
+                try:
+                    for fut in as_completed(futures):
+                        finish(fut.result())
+                except BaseException:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+        else:
+            for i in todo:
+                finish(preprocess_sample(i, samples[i], img_size, method, strict))
+    finally:
+        bar.close()
+
+    for i in range(len(samples)):
+        warnings.extend(notes[i])
+        if errors[i]:
+            warnings.append(errors[i])
+    keep = [i for i in range(len(samples)) if errors[i] is None]
+    if len(keep) < len(samples):
+        onset, apex = onset[keep], apex[keep]
+    kept = [samples[i] for i in keep]
+    return InputArrays(
+        samples=kept,
+        onset=onset,                                            # (N, 3, S, S)
+        apex=apex,                                              # (N, 3, S, S)
+        labels=np.array([s.label for s in kept], dtype=np.int64),
+        subjects=[s.subject for s in kept],
+        warnings=warnings,
+        cache_hits=len(samples) - len(todo),
+        cache_misses=len(todo),
+    )
