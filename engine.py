@@ -154,7 +154,11 @@ def train_one_epoch(model: torch.nn.Module, data: ReleaseTensors, train_idx: tor
     order = torch.randperm(len(train_idx), generator=generator).to(device)
     flips = (torch.rand(len(train_idx), generator=generator) < 0.5).to(device)
     perm = train_idx[order]
-    total_loss, correct, seen = 0.0, 0, 0
+    # Running sums stay on the device: reading them every step would make the host wait for
+    # the accelerator after each batch (compute_loss's logged floats are the only read left).
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
     for start in range(0, len(perm), settings.batch_size):
         idx = perm[start:start + settings.batch_size]
         if len(idx) < 2:  # batch norm cannot train on a single sample
@@ -165,17 +169,17 @@ def train_one_epoch(model: torch.nn.Module, data: ReleaseTensors, train_idx: tor
         labels = data.labels[idx]
         with _autocast(device, settings.amp):
             outputs = model(motion, face)
-        loss, _ = compute_loss({k: (v.float() if v is not None else None) for k, v in outputs.items()},
-                               labels, data.au[idx], cfg)
-        if not torch.isfinite(loss):
-            raise TrainingError(f"the training loss became {loss.item()}; try a lower --lr")
+        loss, parts = compute_loss({k: (v.float() if v is not None else None) for k, v in outputs.items()},
+                                   labels, data.au[idx], cfg)
+        if not math.isfinite(parts["total"]):  # compute_loss has read the value already: no extra wait
+            raise TrainingError(f"the training loss became {parts['total']}; try a lower --lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.item() * len(idx)
-        correct += (outputs["logits"].argmax(1) == labels).sum().item()
+        total_loss += loss.detach().double() * len(idx)  # as the float sum of loss.item() * n did
+        correct += (outputs["logits"].detach().argmax(1) == labels).sum()
         seen += len(idx)
-    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
+    return {"loss": total_loss.item() / max(seen, 1), "acc": correct.item() / max(seen, 1)}
 
 
 @torch.no_grad()

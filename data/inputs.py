@@ -4,8 +4,8 @@ For each sample the onset and apex frames are read (BGR -> RGB), the face is cro
 (cropped layouts: the frame is the face; raw layout: a Haar face box found on the onset
 frame, used for both frames of the clip) and resized to img_size x img_size.
 
-Each sample is cached as one small .npy file (onset and apex stacked) named by a hash of everything that decides
-its content: the sample's identity and frames, the frame files' paths, sizes and mtimes,
+Each sample is cached as one small .npy file (onset and apex stacked) named by a hash of
+everything that decides its content: the sample's identity and frames, the frame files' paths, sizes and mtimes,
 the image size, the crop method and PREPROCESS_VERSION. A changed setting or a touched
 file therefore gives a new name (a miss), never a stale hit. The cache lives outside the
 dataset (which may be read-only): AMGCN_CACHE or ~/.cache/amgcn-mer.
@@ -36,8 +36,8 @@ PREPROCESS_VERSION = 1
 CROPPED_LAYOUTS = ("cropped", "cropped-updated", "simple")
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 FACE_MARGIN = 0.10            # the Haar box grows by this fraction of its size (5% a side)
-CENTRE_FRACTION = 0.75
-DETECT_SIDE = 240             # face detection runs on frames shrunk to this short side        # fallback crop: centred square, this fraction of the short side
+CENTRE_FRACTION = 0.75        # fallback crop: centred square, this fraction of the short side
+DETECT_SIDE = 240             # face detection runs on frames shrunk to this short side
 _FRAME_NAME = re.compile(r"^(?:reg_)?img(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
 
 
