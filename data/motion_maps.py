@@ -1,0 +1,280 @@
+"""Precomputed motion-map datasets: one motion image (and optionally one face) per sample.
+
+A motion-map folder holds `index.csv` with the columns
+
+    subject,sample,label,motion,face[,aus]
+
+- subject: '01', 1 or 'sub01' become 'sub01' (as in the CASME II sheet); any other text
+  ('S01', 'p7') is kept as written. Subjects define the LOSO folds.
+- sample:  the sample's name; (subject, sample) must be unique.
+- label:   a class name of the protocol in use (3class: negative, positive, surprise),
+           any case. An emotion the protocol maps is accepted too ('disgust' is negative
+           under 3class); an emotion the protocol leaves out ('others' under 3class) drops
+           the row, counted in `excluded`. Anything else is an error.
+- motion:  image path relative to the folder (absolute paths also work): a 3-channel
+           colour image of any size, 8 or 16 bit. It is resized to S x S and read as RGB
+           scaled to [-1, 1] (0 -> -1, mid-grey -> 0, full -> +1), the signed range the
+           writer in data.synthetic uses. A single-channel (grey) image is an error: the
+           three channels are distinct motion components, and copying one into all three
+           would silently change what the model sees. An alpha channel is dropped.
+- face:    the sample's (onset) face image, or empty. Grey faces are expanded to RGB.
+           Either every row gives a face or none does.
+- aus:     optional action units as in the sheet ('4+L10', '12', 'none', blank).
+
+A row whose image file is missing or unreadable is skipped with a warning naming the row
+and the file; with strict=True it is a DataError (the CASME II reader's convention).
+Line numbers in messages count the header as line 1.
+"""
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from data.errors import DataError
+from data.protocols import KNOWN_EMOTIONS, Protocol, check_enough
+from data.sheet import normalise_subject, parse_action_units
+
+INDEX_NAME = "index.csv"
+REQUIRED = ("subject", "sample", "label", "motion", "face")
+OPTIONAL = ("aus",)
+_WHY = {"missing": "not found", "unreadable": "cannot be read as an image"}
+
+
+@dataclass
+class MotionMapData:
+    root: Path
+    protocol: Protocol
+    subjects: list[str]                  # (N,)
+    names: list[str]                     # (N,) the `sample` column
+    labels: np.ndarray                   # (N,) int64
+    aus: list[frozenset[tuple[int, str]]] | None   # (N,), None without an aus column
+    motion: np.ndarray                   # (N, 3, S, S) float32 in [-1, 1]
+    face: np.ndarray | None              # (N, 3, S, S) uint8 RGB, None without faces
+    rows: list[int]                      # (N,) index.csv line of each sample
+    warnings: list[str] = field(default_factory=list)
+    excluded: dict[str, int] = field(default_factory=dict)   # emotion -> rows left out
+    skipped: list[str] = field(default_factory=list)         # rows skipped (missing files)
+
+    @property
+    def subject_list(self) -> list[str]:
+        return sorted(set(self.subjects))
+
+    def au_multi_hot(self, aus: Sequence[int]) -> np.ndarray:
+        """(N, K) float32: 1 where sample n shows AU aus[k] (L/R merged); all 0 without an aus column."""
+        index = {au: k for k, au in enumerate(aus)}
+        out = np.zeros((len(self.names), len(aus)), dtype=np.float32)
+        for n, sample_aus in enumerate(self.aus or []):
+            for au, _side in sample_aus:
+                if au in index:
+                    out[n, index[au]] = 1.0
+        return out
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(self.labels.tolist())
+        return {name: counts.get(i, 0) for i, name in enumerate(self.protocol.classes)}
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.class_counts().items())
+        excluded = ", ".join(f"{k} {v}" for k, v in self.excluded.items()) or "none"
+        return "\n".join([
+            f"motion maps: {self.root / INDEX_NAME}",
+            f"protocol: {self.protocol.name} ({', '.join(self.protocol.classes)})",
+            f"samples: {len(self.names)} from {len(self.subject_list)} subjects ({counts})",
+            f"faces: {'yes' if self.face is not None else 'no'}; "
+            f"action units: {'yes' if self.aus is not None else 'no'}",
+            f"left out by protocol: {excluded}",
+            f"skipped (missing or unreadable images): {len(self.skipped)}",
+            f"warnings: {len(self.warnings)}",
+        ])
+
+
+def is_motion_map_folder(path: Path) -> bool:
+    """True when `path` is a folder holding index.csv."""
+    path = Path(path)
+    return path.is_dir() and (path / INDEX_NAME).is_file()
+
+
+def _subject(text: str) -> str:
+    """Numbers and 'subNN' -> 'subNN'; other names kept as written."""
+    try:
+        return normalise_subject(text)
+    except DataError:
+        return text
+
+
+def _label(text: str, protocol: Protocol) -> int | None:
+    """Label index; None for an emotion the protocol leaves out; DataError otherwise."""
+    name = text.strip().lower()
+    if name in protocol.classes:
+        return protocol.classes.index(name)
+    mapped = protocol.class_of(name)
+    if mapped is not None:
+        return protocol.classes.index(mapped)
+    if name in KNOWN_EMOTIONS:
+        return None
+    raise ValueError(name)
+
+
+def _read_image(path: Path, colour: bool) -> np.ndarray | str:
+    """(H, W, 3) RGB float in [0, 1], or why not: 'missing', 'unreadable', 'grey'.
+
+    colour=True: a single-channel image is refused ('grey'); False: it is expanded to RGB.
+    """
+    if not path.is_file():
+        return "missing"   # checked first: cv2.imread would also print its own warning
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        return "unreadable"
+    scale = float(np.iinfo(img.dtype).max) if np.issubdtype(img.dtype, np.integer) else 1.0
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 2:
+        if colour:
+            return "grey"
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        img = img[..., :3]   # drop alpha
+    rgb = img[..., ::-1].astype(np.float32) / scale
+    return rgb
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) -> (3, size, size); area averaging when shrinking, linear when growing."""
+    h, w = img.shape[:2]
+    interp = cv2.INTER_AREA if size <= min(h, w) else cv2.INTER_LINEAR
+    out = cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=interp)
+    return out.transpose(2, 0, 1)
+
+
+def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
+                     strict: bool = False) -> MotionMapData:
+    """Read a motion-map folder: index.csv plus its images, resized to img_size.
+
+    Raises DataError with one line naming the file and line on bad input.
+    """
+    root = Path(root)
+    if root.is_file() and root.name == INDEX_NAME:
+        root = root.parent
+    index = root / INDEX_NAME
+    if not root.is_dir():
+        raise DataError(f"motion-map folder {root}: not found")
+    if not index.is_file():
+        raise DataError(f"motion-map folder {root}: no {INDEX_NAME}")
+    if img_size < 8:
+        raise DataError(f"--img_size {img_size}: must be at least 8")
+
+    try:
+        with index.open(newline="", encoding="utf-8-sig") as fh:   # -sig: Excel's BOM
+            reader = csv.reader(fh)
+            table = [(line, cells) for line, cells in enumerate(reader, 1)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{index}: cannot read ({type(exc).__name__}: {exc})") from None
+    table = [(line, cells) for line, cells in table if any(c.strip() for c in cells)]
+    if not table:
+        raise DataError(f"{index}: the file is empty")
+    header_line, header = table[0]
+    columns: dict[str, int] = {}
+    for i, name in enumerate(header):
+        key = name.strip().lower()
+        if key in REQUIRED + OPTIONAL:
+            if key in columns:
+                raise DataError(f"{index} line {header_line}: column '{key}' appears twice")
+            columns[key] = i
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise DataError(f"{index} line {header_line}: missing column(s) {', '.join(missing)} "
+                        f"(needs {','.join(REQUIRED)}, optional {','.join(OPTIONAL)}; "
+                        f"found: {', '.join(h.strip() for h in header if h.strip()) or 'nothing'})")
+    has_aus = "aus" in columns
+
+    records = []   # (line, subject, name, label, aus, motion path, face path or None)
+    excluded: Counter[str] = Counter()
+    seen: dict[tuple[str, str], int] = {}
+    with_face: list[int] = []
+    without_face: list[int] = []
+    for line, cells in table[1:]:
+        value = {c: (cells[i].strip() if i < len(cells) else "") for c, i in columns.items()}
+        where = f"{index} line {line}"
+        for col in ("subject", "sample", "label", "motion"):
+            if not value[col]:
+                raise DataError(f"{where}: blank '{col}'")
+        subject, name = _subject(value["subject"]), value["sample"]
+        try:
+            label = _label(value["label"], protocol)
+        except ValueError:
+            raise DataError(f"{where} ({subject} {name}): label {value['label']!r} is not a class of "
+                            f"protocol {protocol.name} ({', '.join(protocol.classes)})") from None
+        if (subject, name) in seen:
+            raise DataError(f"{index}: lines {seen[(subject, name)]} and {line} both describe "
+                            f"{subject} {name}")
+        seen[(subject, name)] = line
+        try:
+            aus = parse_action_units(value["aus"]) if has_aus else frozenset()
+        except DataError as exc:
+            raise DataError(f"{where}, column 'aus' ({subject} {name}): {exc}") from None
+        (with_face if value["face"] else without_face).append(line)
+        if label is None:
+            excluded[value["label"].strip().lower()] += 1
+            continue
+        records.append((line, subject, name, label, aus, root / value["motion"],
+                        root / value["face"] if value["face"] else None))
+    if not seen:
+        raise DataError(f"{index}: no data lines below the header (line {header_line})")
+    if with_face and without_face:
+        raise DataError(f"{index} line {without_face[0]}: empty 'face' while line {with_face[0]} "
+                        f"gives one; give a face on every line or on none")
+    use_face = bool(with_face)
+
+    n_max = len(records)
+    motion = np.empty((n_max, 3, img_size, img_size), np.float32)            # (N, 3, S, S)
+    face = np.empty((n_max, 3, img_size, img_size), np.uint8) if use_face else None
+    kept: list[int] = []
+    skipped: list[str] = []
+    for k, (line, subject, name, _label_, _aus, motion_path, face_path) in enumerate(records):
+        where = f"{index} line {line} ({subject} {name})"
+        problem = None
+        img = _read_image(motion_path, colour=True)
+        if isinstance(img, str) and img == "grey":
+            raise DataError(f"{where}: motion image {motion_path} has a single (grey) channel; "
+                            f"motion maps need 3 channels")
+        if isinstance(img, str):
+            problem = f"motion image {motion_path} {_WHY[img]}"
+        else:
+            motion[k] = _resize(img, img_size) * 2.0 - 1.0
+        if problem is None and face_path is not None:
+            face_img = _read_image(face_path, colour=False)
+            if isinstance(face_img, str):
+                problem = f"face image {face_path} {_WHY[face_img]}"
+            else:
+                face[k] = np.clip(_resize(face_img, img_size) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if problem:
+            if strict:
+                raise DataError(f"{where}: {problem}")
+            skipped.append(f"{where}: {problem}; skipped")
+            continue
+        kept.append(k)
+
+    chosen = [records[k] for k in kept]
+    subjects = [r[1] for r in chosen]
+    labels = [r[3] for r in chosen]
+    context = f"in {index}" + (f" after skipping {len(skipped)} line(s) with missing images"
+                               if skipped else "")
+    check_enough(labels, subjects, protocol, context)
+    warnings = list(skipped)
+    if excluded:
+        warnings.append(f"{index}: left out by protocol {protocol.name}: "
+                        + ", ".join(f"{k} {v}" for k, v in sorted(excluded.items())))
+    if len(kept) < n_max:
+        motion = motion[kept]
+        face = face[kept] if face is not None else None
+    return MotionMapData(
+        root=root, protocol=protocol, subjects=subjects, names=[r[2] for r in chosen],
+        labels=np.array(labels, dtype=np.int64), aus=[r[4] for r in chosen] if has_aus else None,
+        motion=motion, face=face, rows=[r[0] for r in chosen], warnings=warnings,
+        excluded=dict(sorted(excluded.items())), skipped=skipped)
