@@ -32,11 +32,13 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class ReleaseTensors:
-    """Model inputs of every sample of the release, built once per run.
+    """Model inputs of every sample, built once per run and kept on the device.
 
-    motion: (N, 3, S, S) float32, apex - onset in [-1, 1]
+    motion: (N, 3, S, S) float32 motion map (difference image or flow)
     face:   (N, 3, 14, 14) float32, ImageNet-normalised onset face at the position grid
+            (zeros when the dataset has no faces; the position branch is then off)
     labels: (N,) int64; au: (N, K) float32 multi-hot over the model's AU nodes
+    flip_signs: (1, 3, 1, 1) sign of each motion channel when a sample is mirrored
     """
 
     motion: torch.Tensor
@@ -45,23 +47,29 @@ class ReleaseTensors:
     au: torch.Tensor
     subjects: list[str]
     names: list[str]
+    flip_signs: torch.Tensor
 
     @classmethod
-    def from_arrays(cls, onset: np.ndarray, apex: np.ndarray, labels: np.ndarray, au: np.ndarray,
-                    subjects: list[str], names: list[str], device: torch.device) -> "ReleaseTensors":
-        onset_t = torch.from_numpy(onset).to(device=device, dtype=torch.float32) / 255.0  # (N, 3, S, S)
-        apex_t = torch.from_numpy(apex).to(device=device, dtype=torch.float32) / 255.0
-        motion = (apex_t - onset_t).contiguous(memory_format=torch.channels_last)
-        face = F.adaptive_avg_pool2d(onset_t, POSITION_GRID)  # (N, 3, 14, 14)
-        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    def from_arrays(cls, motion: np.ndarray, face: np.ndarray | None, labels: np.ndarray, au: np.ndarray,
+                    subjects: list[str], names: list[str], device: torch.device,
+                    flip_signs: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> "ReleaseTensors":
+        motion_t = torch.from_numpy(np.asarray(motion, dtype=np.float32)).to(device)  # (N, 3, S, S)
+        if face is None:
+            face_t = torch.zeros(len(motion_t), 3, POSITION_GRID, POSITION_GRID, device=device)
+        else:
+            face_t = torch.from_numpy(face).to(device=device, dtype=torch.float32) / 255.0  # (N, 3, S, S)
+            face_t = F.adaptive_avg_pool2d(face_t, POSITION_GRID)  # (N, 3, 14, 14)
+            mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+            face_t = (face_t - mean) / std
         return cls(
-            motion=motion,
-            face=((face - mean) / std).contiguous(),
+            motion=motion_t.contiguous(memory_format=torch.channels_last),
+            face=face_t.contiguous(),
             labels=torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device),
             au=torch.from_numpy(np.asarray(au, dtype=np.float32)).to(device),
             subjects=list(subjects),
             names=list(names),
+            flip_signs=torch.tensor(flip_signs, dtype=torch.float32, device=device).view(1, 3, 1, 1),
         )
 
     def indices(self, subjects: set[str]) -> torch.Tensor:
@@ -141,9 +149,11 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def _random_flip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Mirror the samples marked in `flip` (B,) left-right."""
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+def _random_flip(x: torch.Tensor, flip: torch.Tensor, signs: torch.Tensor | None = None) -> torch.Tensor:
+    """Mirror the samples marked in `flip` (B,) left-right; `signs` (1, C, 1, 1) flips
+    channels whose meaning mirrors too (a flow map's horizontal component)."""
+    mirrored = x.flip(-1) if signs is None else x.flip(-1) * signs
+    return torch.where(flip.view(-1, 1, 1, 1), mirrored, x)
 
 
 def train_one_epoch(model: torch.nn.Module, data: ReleaseTensors, train_idx: torch.Tensor,
@@ -164,7 +174,7 @@ def train_one_epoch(model: torch.nn.Module, data: ReleaseTensors, train_idx: tor
         if len(idx) < 2:  # batch norm cannot train on a single sample
             continue
         flip = flips[start:start + len(idx)]
-        motion = _random_flip(data.motion[idx], flip) / motion_scale  # (B, 3, S, S)
+        motion = _random_flip(data.motion[idx], flip, data.flip_signs) / motion_scale  # (B, 3, S, S)
         face = _random_flip(data.face[idx], flip)                      # (B, 3, 14, 14)
         labels = data.labels[idx]
         with _autocast(device, settings.amp):

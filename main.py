@@ -18,8 +18,11 @@ import torch
 from tqdm import tqdm
 
 from data.errors import DataError
-from data.inputs import build_inputs, default_cache_dir
-from data.protocols import PROTOCOLS, get_protocol
+from data.arrays import ModelArrays, motion_map_arrays, release_arrays
+from data.inputs import default_cache_dir
+from data.motion import MOTIONS
+from data.motion_maps import MotionMapData, is_motion_map_folder, load_motion_maps
+from data.protocols import PROTOCOLS, Protocol, get_protocol
 from data.release import Release, au_multi_hot, load_release
 from engine import ReleaseTensors, TrainingError, TrainSettings, run_fold
 from models import ModelConfig
@@ -50,6 +53,9 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
     g.add_argument("--layout", choices=LAYOUT_CHOICES, help="frame folder layout (detected when omitted)")
     g.add_argument("--protocol", default=protocol, choices=sorted(PROTOCOLS), help="class protocol")
     g.add_argument("--img-size", type=int, default=224, help="face size fed to the network (px)")
+    g.add_argument("--motion", choices=MOTIONS, default="diff",
+                   help="motion input: apex - onset difference image, or optical flow (u, v, strain); "
+                        "for a motion-map folder, what its maps hold")
     g.add_argument("--cache-dir", type=Path, help=f"preprocessed-input cache (default {default_cache_dir()})")
     g.add_argument("--workers", type=int, default=0, help="processes decoding frames when the cache is built")
     g.add_argument("--strict", action="store_true", help="a missing or unreadable frame is an error, not a skip")
@@ -156,22 +162,26 @@ def select_folds(spec: str | None, subjects: list[str]) -> list[str]:
     return sorted(set(chosen))
 
 
-def print_dataset(release: Release, folds: list[str]) -> None:
-    classes = release.protocol.classes
-    counts = Counter(s.label for s in release.samples)
-    per_subject = Counter(s.subject for s in release.samples)
-    print(f"sheet: {release.sheet_path}\nlayout: {release.layout}\nprotocol: {release.protocol.name}")
+def print_dataset(dataset: Release | MotionMapData, folds: list[str]) -> None:
+    if isinstance(dataset, MotionMapData):
+        print(f"motion maps: {dataset.root}")
+        labels, subjects = dataset.labels.tolist(), dataset.subjects
+    else:
+        print(f"sheet: {dataset.sheet_path}\nlayout: {dataset.layout}")
+        labels, subjects = [s.label for s in dataset.samples], [s.subject for s in dataset.samples]
+    classes = dataset.protocol.classes
+    counts, per_subject = Counter(labels), Counter(subjects)
+    print(f"protocol: {dataset.protocol.name}")
     print("samples per class: " + ", ".join(f"{c} {counts.get(i, 0)}" for i, c in enumerate(classes)))
-    if release.excluded:
-        print("left out by the protocol: " + ", ".join(f"{e} {n}" for e, n in sorted(release.excluded.items())))
-    print("samples per subject: " + ", ".join(f"{s} {per_subject[s]}" for s in release.subjects))
+    if dataset.excluded:
+        print("left out by the protocol: " + ", ".join(f"{e} {n}" for e, n in sorted(dataset.excluded.items())))
+    print("samples per subject: " + ", ".join(f"{s} {per_subject[s]}" for s in sorted(per_subject)))
     print(f"LOSO folds ({len(folds)}): " + ", ".join(folds))
-    for w in release.warnings:
+    for w in dataset.warnings:
         print(f"warning: {w}")
-    if release.skipped:  # each skip is also among the warnings above
-        print(f"skipped samples: {len(release.skipped)}")
-    print(f"dataset: {len(release.samples)} samples, {len(release.subjects)} subjects, "
-          f"{len(classes)} classes, {len(folds)} folds")
+    if dataset.skipped:  # each skip is also among the warnings above
+        print(f"skipped samples: {len(dataset.skipped)}")
+    print(f"dataset: {len(labels)} samples, {len(per_subject)} subjects, {len(classes)} classes, {len(folds)} folds")
 
 
 def demo_release() -> Path:
@@ -186,10 +196,44 @@ def demo_release() -> Path:
     return root
 
 
-def model_config(args: argparse.Namespace, num_classes: int) -> ModelConfig:
-    return ModelConfig(num_classes=num_classes, img_size=args.img_size, arch=args.model, use_pos=not args.no_pos,
+def open_dataset(args: argparse.Namespace, protocol: Protocol) -> Release | MotionMapData:
+    """A CASME II release, or a folder of precomputed motion maps (it holds index.csv)."""
+    if args.raf_path is not None and is_motion_map_folder(args.raf_path):
+        return load_motion_maps(args.raf_path, protocol, img_size=args.img_size, strict=args.strict)
+    return load_release(args.raf_path, protocol, sheet=args.sheet, layout=args.layout, strict=args.strict)
+
+
+def dataset_subjects(dataset: Release | MotionMapData) -> list[str]:
+    return dataset.subject_list if isinstance(dataset, MotionMapData) else dataset.subjects
+
+
+def model_arrays(args: argparse.Namespace, dataset: Release | MotionMapData, info: DistInfo) -> ModelArrays:
+    if isinstance(dataset, MotionMapData):
+        return motion_map_arrays(dataset, motion=args.motion)
+
+    def build(workers: int, progress: bool) -> ModelArrays:
+        return release_arrays(dataset, motion=args.motion, img_size=args.img_size, cache_dir=args.cache_dir,
+                              workers=workers, strict=args.strict, progress=progress)
+
+    if info.is_main:  # rank 0 fills the cache first, so ranks do not decode the same frames
+        arrays = build(args.workers, sys.stderr.isatty())
+    barrier(info)
+    return arrays if info.is_main else build(0, False)
+
+
+def model_config(args: argparse.Namespace, num_classes: int, arrays: ModelArrays) -> ModelConfig:
+    use_pos = not args.no_pos
+    au_loss_weight = args.au_loss_weight
+    if arrays.face is None and use_pos:
+        emit("notice: the dataset has no faces; the position branch is switched off")
+        use_pos = False
+    if arrays.aus is None and not args.no_gcn and args.model == "amgcn":
+        emit("notice: the dataset has no AU labels; the AU graph uses the identity adjacency "
+             "(no co-occurrence known) and the AU loss is off")
+        au_loss_weight = 0.0
+    return ModelConfig(num_classes=num_classes, img_size=args.img_size, arch=args.model, use_pos=use_pos,
                        use_gcn=not args.no_gcn, use_aa=not args.no_aa, use_sa=not args.no_sa,
-                       au_loss_weight=args.au_loss_weight, embed_dim=args.embed_dim, vit_depth=args.vit_depth,
+                       au_loss_weight=au_loss_weight, embed_dim=args.embed_dim, vit_depth=args.vit_depth,
                        vit_heads=args.vit_heads)
 
 
@@ -201,11 +245,11 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     device = resolve_device(args.device, info)
     torch.set_num_threads(args.threads or threads_per_process(info))
     protocol = get_protocol(args.protocol)
-    release = load_release(args.raf_path, protocol, sheet=args.sheet, layout=args.layout, strict=args.strict)
-    folds = select_folds(args.folds, release.subjects)
+    dataset = open_dataset(args, protocol)
+    folds = select_folds(args.folds, dataset_subjects(dataset))
     if args.dry_run:
         if info.is_main:
-            print_dataset(release, folds)
+            print_dataset(dataset, folds)
         return 0
 
     run_dir = args.output
@@ -217,22 +261,17 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
         if any(ckpt_dir.glob("*.pt")):
             raise UsageError(f"{ckpt_dir} holds checkpoints of an earlier run named {run_dir.name!r}; "
                              "remove them or choose another --output")
-    if info.is_main:  # rank 0 fills the cache first, so ranks do not decode the same frames
+    if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_yaml(run_dir / "args.yaml", {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
-        inputs = build_inputs(release, img_size=args.img_size, cache_dir=args.cache_dir, workers=args.workers,
-                              strict=args.strict, progress=sys.stderr.isatty())
-    barrier(info)
-    if not info.is_main:
-        inputs = build_inputs(release, img_size=args.img_size, cache_dir=args.cache_dir, workers=0,
-                              strict=args.strict, progress=False)
-    for w in inputs.warnings if info.is_main else []:
-        emit(f"warning: {w}")
+    arrays = model_arrays(args, dataset, info)
+    for note in arrays.notices if info.is_main else []:
+        emit(note if note.startswith(("motion:", "notice:")) else f"warning: {note}")
 
-    cfg = model_config(args, len(protocol.classes))
-    data = ReleaseTensors.from_arrays(inputs.onset, inputs.apex, inputs.labels,
-                                      au_multi_hot(inputs.samples, cfg.aus), inputs.subjects,
-                                      [s.filename for s in inputs.samples], device)
+    cfg = model_config(args, len(protocol.classes), arrays)
+    au = au_multi_hot(arrays.aus or [frozenset()] * len(arrays.labels), cfg.aus)
+    data = ReleaseTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects,
+                                      arrays.names, device, flip_signs=arrays.flip_signs)
     folds = [s for s in folds if s in set(data.subjects)]
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, optimizer=args.optimizer,

@@ -38,6 +38,7 @@ import numpy as np
 
 from data.errors import DataError
 from data.protocols import KNOWN_EMOTIONS, Protocol, check_enough
+from data.release import au_multi_hot
 from data.sheet import normalise_subject, parse_action_units
 
 INDEX_NAME = "index.csv"
@@ -67,13 +68,7 @@ class MotionMapData:
 
     def au_multi_hot(self, aus: Sequence[int]) -> np.ndarray:
         """(N, K) float32: 1 where sample n shows AU aus[k] (L/R merged); all 0 without an aus column."""
-        index = {au: k for k, au in enumerate(aus)}
-        out = np.zeros((len(self.names), len(aus)), dtype=np.float32)
-        for n, sample_aus in enumerate(self.aus or []):
-            for au, _side in sample_aus:
-                if au in index:
-                    out[n, index[au]] = 1.0
-        return out
+        return au_multi_hot(self.aus or [frozenset()] * len(self.names), aus)
 
     def class_counts(self) -> dict[str, int]:
         counts = Counter(self.labels.tolist())

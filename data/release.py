@@ -115,12 +115,12 @@ def load_release(raf_path: Path, protocol: Protocol, *, sheet: Path | None = Non
                    selection.excluded, skipped, frames_root)
 
 
-def au_multi_hot(samples: Sequence[Sample], aus: Sequence[int]) -> np.ndarray:
+def au_multi_hot(au_sets: Sequence[frozenset[tuple[int, str]]], aus: Sequence[int]) -> np.ndarray:
     """(N, K) float32: 1 where sample n shows AU aus[k] on either side (L/R merged)."""
     index = {au: k for k, au in enumerate(aus)}
-    out = np.zeros((len(samples), len(aus)), dtype=np.float32)
-    for n, sample in enumerate(samples):
-        for au, _side in sample.aus:
+    out = np.zeros((len(au_sets), len(aus)), dtype=np.float32)
+    for n, sample_aus in enumerate(au_sets):
+        for au, _side in sample_aus:
             if au in index:
                 out[n, index[au]] = 1.0
     return out

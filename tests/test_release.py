@@ -255,7 +255,7 @@ def test_all_frames_missing_is_an_error(release_dir, tmp_path, write_sheet):
 
 def test_au_multi_hot_merges_sides(release_dir):
     release = load_release(release_dir("cropped"), PROTOCOLS["5class"])
-    hot = au_multi_hot(release.samples, (1, 2, 4, 10, 12))
+    hot = au_multi_hot([s.aus for s in release.samples], (1, 2, 4, 10, 12))
     assert hot.dtype == np.float32 and hot.shape == (6, 5)
     np.testing.assert_array_equal(hot[:5], [
         [0, 0, 0, 0, 1],      # 12
