@@ -170,9 +170,9 @@ def print_dataset(dataset: Release | MotionMapData, folds: list[str]) -> None:
         print(f"sheet: {dataset.sheet_path}\nlayout: {dataset.layout}")
         labels, subjects = [s.label for s in dataset.samples], [s.subject for s in dataset.samples]
     classes = dataset.protocol.classes
-    counts, per_subject = Counter(labels), Counter(subjects)
+    per_subject = Counter(subjects)
     print(f"protocol: {dataset.protocol.name}")
-    print("samples per class: " + ", ".join(f"{c} {counts.get(i, 0)}" for i, c in enumerate(classes)))
+    print("samples per class: " + ", ".join(f"{c} {n}" for c, n in dataset.class_counts().items()))
     if dataset.excluded:
         print("left out by the protocol: " + ", ".join(f"{e} {n}" for e, n in sorted(dataset.excluded.items())))
     print("samples per subject: " + ", ".join(f"{s} {per_subject[s]}" for s in sorted(per_subject)))
@@ -244,6 +244,7 @@ def emit(line: str) -> None:
 def run(args: argparse.Namespace, info: DistInfo) -> int:
     device = resolve_device(args.device, info)
     torch.set_num_threads(args.threads or threads_per_process(info))
+    torch.backends.cudnn.benchmark = True  # input shapes are fixed within a run
     protocol = get_protocol(args.protocol)
     dataset = open_dataset(args, protocol)
     folds = select_folds(args.folds, dataset_subjects(dataset))

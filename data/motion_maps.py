@@ -74,20 +74,6 @@ class MotionMapData:
         counts = Counter(self.labels.tolist())
         return {name: counts.get(i, 0) for i, name in enumerate(self.protocol.classes)}
 
-    def summary(self) -> str:
-        counts = ", ".join(f"{k} {v}" for k, v in self.class_counts().items())
-        excluded = ", ".join(f"{k} {v}" for k, v in self.excluded.items()) or "none"
-        return "\n".join([
-            f"motion maps: {self.root / INDEX_NAME}",
-            f"protocol: {self.protocol.name} ({', '.join(self.protocol.classes)})",
-            f"samples: {len(self.names)} from {len(self.subject_list)} subjects ({counts})",
-            f"faces: {'yes' if self.face is not None else 'no'}; "
-            f"action units: {'yes' if self.aus is not None else 'no'}",
-            f"left out by protocol: {excluded}",
-            f"skipped (missing or unreadable images): {len(self.skipped)}",
-            f"warnings: {len(self.warnings)}",
-        ])
-
 
 def is_motion_map_folder(path: Path) -> bool:
     """True when `path` is a folder holding index.csv."""

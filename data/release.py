@@ -54,20 +54,6 @@ class Release:
         counts = Counter(s.label for s in self.samples)
         return {name: counts.get(i, 0) for i, name in enumerate(self.protocol.classes)}
 
-    def summary(self) -> str:
-        """Multi-line description for --dry-run and run logs."""
-        counts = ", ".join(f"{k} {v}" for k, v in self.class_counts().items())
-        excluded = ", ".join(f"{k} {v}" for k, v in self.excluded.items()) or "none"
-        return "\n".join([
-            f"sheet: {self.sheet_path}",
-            f"layout: {self.layout} ({self.frames_root})",
-            f"protocol: {self.protocol.name} ({', '.join(self.protocol.classes)})",
-            f"samples: {len(self.samples)} from {len(self.subjects)} subjects ({counts})",
-            f"left out by protocol: {excluded}",
-            f"skipped (missing frames): {len(self.skipped)}",
-            f"warnings: {len(self.warnings)}",
-        ])
-
 
 def load_release(raf_path: Path, protocol: Protocol, *, sheet: Path | None = None,
                  layout: str | None = None, strict: bool = False) -> Release:

@@ -155,12 +155,13 @@ def test_kill_then_resume_matches_uninterrupted_run(release, tmp_path):
     proc = subprocess.Popen(_cli(*killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     log = tmp_path / "killed" / "log.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill in the middle of the second fold
-        if log.exists() and len(log.read_text().splitlines()) >= 5:
-            break
+    deadline = time.time() + 600
+    while len(log.read_text().splitlines()) < 5 if log.exists() else True:  # kill within the second fold
         if proc.poll() is not None:
             pytest.fail("the run ended before it could be killed")
+        if time.time() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("the run did not reach its second fold in time")
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -1,0 +1,1 @@
+"""Speed measurements of the training and evaluation paths (`python -m benchmarks.bench`)."""
