@@ -255,7 +255,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
 
     run_dir = args.output
     ckpt_dir = args.checkpoint_dir / run_dir.name
-    if args.resume is None:  # a new run must not pick up another run's files
+    if args.resume is None and info.is_main:  # a new run must not pick up another run's files
         if (run_dir / "args.yaml").exists():
             raise UsageError(f"--output {run_dir} already holds a run; continue it with --resume {run_dir} "
                              "or choose another --output")
