@@ -366,8 +366,7 @@ def main(protocol: str, defaults: dict, argv: Sequence[str] | None = None) -> in
     info = DistInfo()
     try:
         args = resolve_args(parser, argv)
-        info = init_distributed(args.device if args.device != "auto" else
-                                ("cuda" if torch.cuda.is_available() else "cpu"))
+        info = init_distributed()
         return run(args, info)
     except (UsageError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
