@@ -264,7 +264,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
                              "remove them or choose another --output")
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_yaml(run_dir / "args.yaml", {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
+        write_yaml(run_dir / "args.yaml", args_record(args))
     arrays = model_arrays(args, dataset, info)
     for note in arrays.notices if info.is_main else []:
         emit(note if note.startswith(("motion:", "notice:")) else f"warning: {note}")
@@ -287,8 +287,17 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
         emit(f"{len(data.labels)} samples, {len(folds)} folds, device {device}, model {cfg.arch}"
              + (f", {info.world_size} processes" if info.world_size > 1 else ""))
 
-    args_record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    mine = shares[info.rank]
+    run_folds(shares[info.rank], folds, data, cfg, settings, args, ckpt_dir, device, info)
+    barrier(info)
+    if info.is_main:
+        report(folds, data, cfg, protocol, args)
+    return 0
+
+
+def run_folds(mine: list[str], folds: list[str], data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings,
+              args: argparse.Namespace, ckpt_dir: Path, device: torch.device, info: DistInfo) -> None:
+    """Train and test this rank's folds, skipping those with a result file (a resumed run)."""
+    run_dir = args.output
     show_bars = sys.stderr.isatty() and info.is_main
     for subject in tqdm(mine, desc="folds", disable=not show_bars, position=0):
         fold_file = run_dir / "folds" / f"{subject}.json"
@@ -307,16 +316,18 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
 
         try:
             result = run_fold(subject, data, cfg, settings, args.seed, device, ckpt_dir / f"{subject}.pt",
-                              args_record, on_epoch=on_epoch)
+                              args_record(args), on_epoch=on_epoch)
         except TrainingError as e:
             raise TrainingError(f"rank {info.rank}, fold {subject}: {e}") from None
         finally:
             bar.close()
         write_json(fold_file, result.to_dict())
 
-    barrier(info)
-    if not info.is_main:
-        return 0
+
+def report(folds: list[str], data: ReleaseTensors, cfg: ModelConfig, protocol: Protocol,
+           args: argparse.Namespace) -> None:
+    """Pool every fold's result file into the run folder's files and print the table."""
+    run_dir = args.output
     missing = [s for s in folds if not (run_dir / "folds" / f"{s}.json").exists()]
     if missing:
         raise TrainingError(f"folds without results: {', '.join(missing)}; no summary written")
@@ -328,7 +339,11 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
                                        protocol.classes, extra)
     print(format_table(summary, fold_rows))
     print(f"results in {run_dir}")
-    return 0
+
+
+def args_record(args: argparse.Namespace) -> dict:
+    """The resolved arguments as plain values (for args.yaml and checkpoints)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
 def resolve_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
