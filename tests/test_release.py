@@ -213,7 +213,7 @@ def test_load_release_resolves_frames(release_dir, layout):
     slash = next(s for s in release.samples if s.key == ("sub04", "EP12_01f"))
     assert slash.apex is None and slash.apex_path is None
     assert any("'/'" in w for w in release.warnings)
-    assert release.subjects == ["sub01", "sub02", "sub03", "sub04"] and len(release.samples) == 6
+    assert release.subjects == ["sub01", "sub02", "sub04", "sub05"] and len(release.samples) == 6
 
 
 def test_load_release_with_override_and_explicit_sheet(release_dir, write_sheet, tmp_path):
