@@ -255,18 +255,17 @@ def _load_entry(path: Path, header: bytes, out_onset: np.ndarray,
 
     Hits are the common case and the cache is ours, so instead of np.load (header parsing
     dominated its cost) the file is checked against the one header np.save writes for
-    this shape and the pixels are copied straight into the result arrays.
+    this shape and the pixels are read straight into the result arrays.
     """
     n = out_onset.size
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            # read straight into the result arrays: one copy of the pixels, not two
+            if (f.read(len(header)) != header or f.readinto(out_onset.reshape(-1)) != n
+                    or f.readinto(out_apex.reshape(-1)) != n or f.read(1)):
+                return None  # damaged or foreign file
     except OSError:
         return None  # missing or unreadable entry: recompute it
-    if len(data) != len(header) + 2 * n or not data.startswith(header):
-        return None  # damaged or foreign file
-    pixels = np.frombuffer(data, np.uint8, offset=len(header))
-    out_onset.reshape(-1)[:] = pixels[:n]
-    out_apex.reshape(-1)[:] = pixels[n:]
     notes_path = path.with_suffix(".txt")
     return notes_path.read_text(encoding="utf-8").splitlines() if notes_path.is_file() else []
 
