@@ -59,6 +59,15 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "amgcn-mer"
 
 
+def writable_folder(folder: Path) -> bool:
+    """Create `folder` if needed; False when it cannot be written (run without a cache)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.access(folder, os.W_OK)
+    except OSError:
+        return False
+
+
 def crop_method(layout: str) -> str:
     return "full" if layout in CROPPED_LAYOUTS else "haar"
 
@@ -314,11 +323,7 @@ def build_inputs(release: Release, *, img_size: int = 224, cache_dir: Path | Non
     method = crop_method(release.layout)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     warnings: list[str] = []
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        writable = os.access(cache, os.W_OK)
-    except OSError:
-        writable = False
+    writable = writable_folder(cache)
     if not writable:
         warnings.append(f"cache folder {cache} is not writable; preprocessing without a cache")
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -41,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.errors import DataError
-from data.inputs import InputArrays, _atomic_write, default_cache_dir
+from data.inputs import InputArrays, _atomic_write, default_cache_dir, writable_folder
 
 MOTIONS = ("diff", "flow")
 FLOW_METHODS = ("tvl1", "farneback")
@@ -181,11 +180,7 @@ def motion_arrays(inputs: InputArrays, kind: str, cache_dir: Path | None = None,
     solver = _FlowSolver(method)
     n, _, size, _ = inputs.onset.shape
     cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "motion"
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        writable = os.access(cache, os.W_OK)
-    except OSError:
-        writable = False
+    writable = writable_folder(cache)
     if not writable:
         notices.append(f"cache folder {cache} is not writable; computing optical flow without a cache")
 

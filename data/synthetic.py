@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from data.errors import DataError
+from data.protocols import Protocol
 from utils.face_regions import AU_REGIONS, au_boxes
 
 LAYOUTS = ("cropped", "cropped-updated", "raw", "simple")
@@ -530,7 +531,7 @@ def _aus_text(aus: frozenset[tuple[int, str]]) -> str:
     return "+".join(f"{side}{au}" for au, side in sorted(aus))
 
 
-def write_motion_map_folder(release_root: Path, out: Path, protocol: "data.protocols.Protocol",
+def write_motion_map_folder(release_root: Path, out: Path, protocol: Protocol,
                             img_size: int = 64, kind: str = "diff",
                             cache_dir: Path | None = None) -> Path:
     """Turn a release (e.g. from generate_release) into a motion-map folder; returns `out`.

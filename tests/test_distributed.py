@@ -11,14 +11,10 @@ import pytest
 import yaml
 
 from data.synthetic import generate_release
+from helpers import loso_args
 from utils.distributed import assign_folds
 
 ROOT = Path(__file__).resolve().parents[1]
-# One thread per process in both runs: floating-point sums depend on the thread count.
-FAST = ["--img-size", "32", "--epochs", "2", "--batch_size", "16", "--device", "cpu", "--embed-dim", "64",
-        "--vit-depth", "1", "--threads", "1"]
-
-
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> Path:
     return generate_release(tmp_path_factory.mktemp("release"), subjects=4, per_subject=6, size=(40, 48),
@@ -26,8 +22,8 @@ def release(tmp_path_factory) -> Path:
 
 
 def cli(release: Path, tmp: Path, name: str, *extra: str) -> list[str]:
-    return [str(ROOT / "CASME2_5.py"), "--raf_path", str(release), "--cache-dir", str(tmp / "cache"),
-            "--checkpoint-dir", str(tmp / "ckpt"), "--output", str(tmp / name), *FAST, *extra]
+    # one thread per process in every run: floating-point sums depend on the thread count
+    return [str(ROOT / "CASME2_5.py"), *loso_args(release, tmp, name, "--threads", "1", *extra)]
 
 
 def torchrun(nproc: int) -> list[str]:

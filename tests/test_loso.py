@@ -16,24 +16,17 @@ import pytest
 
 import engine
 from data.synthetic import generate_release
+from helpers import FIVE_CLASS_DEFAULTS, loso_args
 from main import main
 
 ROOT = Path(__file__).resolve().parents[1]
-FIVE = dict(batch_size=32, lr=0.0008, epochs=100)
-# Small enough to train in seconds on 2 CPU cores.
-FAST = ["--img-size", "32", "--epochs", "2", "--batch_size", "16", "--device", "cpu", "--embed-dim", "64",
-        "--vit-depth", "1"]
+FIVE = FIVE_CLASS_DEFAULTS
 
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> Path:
     return generate_release(tmp_path_factory.mktemp("release"), subjects=4, per_subject=8, size=(40, 48),
                             seed=3, clip_len=(8, 12), emotions=("happiness", "surprise", "disgust"))
-
-
-def run_args(release: Path, tmp: Path, name: str, *extra: str) -> list[str]:
-    return ["--raf_path", str(release), "--cache-dir", str(tmp / "cache"), "--checkpoint-dir", str(tmp / "ckpt"),
-            "--output", str(tmp / name), *FAST, *extra]
 
 
 def read_predictions(run: Path) -> list[dict]:
@@ -56,7 +49,7 @@ def hand_metrics(rows: list[dict]) -> dict:
 
 
 def test_run_folder_and_pooled_metrics_match_predictions(release, tmp_path, capsys):
-    assert main("5class", FIVE, run_args(release, tmp_path, "run")) == 0
+    assert main("5class", FIVE, loso_args(release, tmp_path, "run")) == 0
     run = tmp_path / "run"
     for name in ("args.yaml", "log.jsonl", "predictions.csv", "folds.csv", "summary.json", "confusion_matrix.png"):
         assert (run / name).is_file(), name
@@ -105,7 +98,7 @@ def test_no_fold_sees_its_held_out_subject(release, tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "train_one_epoch", spy_train)
     monkeypatch.setattr(engine, "cooccurrence_adjacency", spy_adj)
     monkeypatch.setattr("main.run_fold", spy_fold)
-    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--val-subjects", "1")) == 0
+    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--val-subjects", "1")) == 0
     assert set(seen) == {"sub01", "sub02", "sub03", "sub04"}
     for held_out, trained_on in seen.items():
         assert held_out not in trained_on
@@ -118,7 +111,7 @@ def test_no_fold_sees_its_held_out_subject(release, tmp_path, monkeypatch):
 def test_easy_synthetic_release_is_learned_above_chance(tmp_path):
     easy = generate_release(tmp_path / "easy", subjects=5, per_subject=12, size=(48, 56), seed=11,
                             clip_len=(8, 10), emotions=("happiness", "surprise", "disgust"))
-    args = run_args(easy, tmp_path, "run")
+    args = loso_args(easy, tmp_path, "run")
     args[args.index("--epochs") + 1] = "12"
     args[args.index("--img-size") + 1] = "48"
     assert main("3class", dict(batch_size=16, lr=0.001, epochs=12), args) == 0
@@ -128,14 +121,14 @@ def test_easy_synthetic_release_is_learned_above_chance(tmp_path):
 
 
 def test_folds_flag_runs_only_those_subjects(release, tmp_path):
-    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--folds", "1,sub03")) == 0
+    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--folds", "1,sub03")) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["folds"] == ["sub01", "sub03"]
     assert {r["subject"] for r in read_predictions(tmp_path / "run")} == {"sub01", "sub03"}
 
 
 def test_report_oracle_is_labelled_and_separate(release, tmp_path, capsys):
-    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--report-oracle")) == 0
+    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--report-oracle")) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     oracle = summary["oracle_optimistic"]
     assert "optimistic" in oracle["note"] and oracle["n"] == summary["n"]
@@ -148,10 +141,10 @@ def _cli(*args: str, cwd: Path = ROOT) -> list[str]:
 
 
 def test_kill_then_resume_matches_uninterrupted_run(release, tmp_path):
-    whole = run_args(release, tmp_path, "whole", "--epochs", "3", "--checkpoint-interval", "0")
+    whole = loso_args(release, tmp_path, "whole", "--epochs", "3", "--checkpoint-interval", "0")
     assert main("5class", FIVE, whole) == 0
 
-    killed = run_args(release, tmp_path, "killed", "--epochs", "3", "--checkpoint-interval", "0")
+    killed = loso_args(release, tmp_path, "killed", "--epochs", "3", "--checkpoint-interval", "0")
     proc = subprocess.Popen(_cli(*killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     log = tmp_path / "killed" / "log.jsonl"
@@ -193,7 +186,7 @@ def test_kill_then_resume_matches_uninterrupted_run(release, tmp_path):
 ])
 def test_bad_flag_values_exit_2_with_a_clear_message(release, tmp_path, capsys, flags, message):
     try:
-        code = main("5class", FIVE, run_args(release, tmp_path, "run") + flags)
+        code = main("5class", FIVE, loso_args(release, tmp_path, "run") + flags)
     except SystemExit as e:  # argparse's own errors (unknown choices)
         code = e.code
     err = capsys.readouterr().err
@@ -202,7 +195,7 @@ def test_bad_flag_values_exit_2_with_a_clear_message(release, tmp_path, capsys, 
 
 
 def test_bad_input_from_the_command_line_has_no_traceback(release, tmp_path):
-    for args in (["--raf_path", str(tmp_path / "nowhere")], [*run_args(release, tmp_path, "run"), "--lr", "0"]):
+    for args in (["--raf_path", str(tmp_path / "nowhere")], [*loso_args(release, tmp_path, "run"), "--lr", "0"]):
         result = subprocess.run(_cli(*args), cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
@@ -210,9 +203,9 @@ def test_bad_input_from_the_command_line_has_no_traceback(release, tmp_path):
 
 
 def test_a_new_run_never_reuses_an_earlier_runs_files(release, tmp_path, capsys):
-    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--folds", "1", "--epochs", "1")) == 0
-    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--folds", "1")) == 2
+    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--folds", "1", "--epochs", "1")) == 0
+    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--folds", "1")) == 2
     assert "--resume" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "run")  # the run folder is gone, its checkpoints are not
-    assert main("5class", FIVE, run_args(release, tmp_path, "run", "--folds", "1")) == 2
+    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--folds", "1")) == 2
     assert "checkpoints of an earlier run" in capsys.readouterr().err

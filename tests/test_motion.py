@@ -9,11 +9,10 @@ import pytest
 
 from data.protocols import get_protocol
 from data.synthetic import generate_release, write_motion_map_folder
+from helpers import FIVE_CLASS_DEFAULTS, loso_args
 from main import main
 
-FIVE = dict(batch_size=32, lr=0.0008, epochs=100)
-FAST = ["--img-size", "32", "--epochs", "2", "--batch_size", "16", "--device", "cpu", "--embed-dim", "64",
-        "--vit-depth", "1"]
+FIVE = FIVE_CLASS_DEFAULTS
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +22,7 @@ def release(tmp_path_factory) -> Path:
 
 
 def run(raf_path: Path, tmp: Path, *extra: str) -> list[str]:
-    return ["--raf_path", str(raf_path), "--cache-dir", str(tmp / "cache"), "--checkpoint-dir", str(tmp / "ckpt"),
-            "--output", str(tmp / "run"), *FAST, *extra]
+    return loso_args(raf_path, tmp, "run", *extra)
 
 
 def test_flow_motion_trains_and_names_its_method(release, tmp_path, capsys):

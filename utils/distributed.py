@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Sequence
 
-import torch
 import torch.distributed as dist
 
 
