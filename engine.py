@@ -140,7 +140,7 @@ def load_pretrained(model: torch.nn.Module, path: Path) -> tuple[int, int]:
     own = model.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matched:
-        raise TrainingError(f"--pretrained {path}: no tensor matches this model's parameter names and shapes")
+        raise TrainingError("no tensor matches this model's parameter names and shapes")
     model.load_state_dict(matched, strict=False)
     return len(matched), len(own)
 

@@ -24,8 +24,8 @@ from data.motion import MOTIONS
 from data.motion_maps import MotionMapData, is_motion_map_folder, load_motion_maps
 from data.protocols import PROTOCOLS, Protocol, get_protocol
 from data.release import Release, au_multi_hot, load_release
-from engine import ReleaseTensors, TrainingError, TrainSettings, run_fold
-from models import ModelConfig
+from engine import ReleaseTensors, TrainingError, TrainSettings, load_pretrained, run_fold
+from models import ModelConfig, build_model
 from utils.distributed import DistInfo, assign_folds, barrier, init_distributed, shutdown, threads_per_process
 from utils.io import append_jsonl, read_json, read_yaml, write_json, write_yaml
 from utils.report import format_table, write_results
@@ -279,6 +279,8 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
                              eval_batch_size=args.eval_batch_size, val_subjects=args.val_subjects,
                              report_oracle=args.report_oracle, checkpoint_interval=args.checkpoint_interval,
                              pretrained=args.pretrained, amp=device.type == "cuda", compile=args.compile)
+    if args.pretrained is not None and info.is_main:
+        report_pretrained(args.pretrained, cfg)
     costs = {s: float(sum(1 for t in data.subjects if t != s)) for s in folds}
     shares = assign_folds(costs, info.world_size)
     if info.is_main:
@@ -292,6 +294,15 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     if info.is_main:
         report(folds, data, cfg, protocol, args)
     return 0
+
+
+def report_pretrained(path: Path, cfg: ModelConfig) -> None:
+    """Say how much of --pretrained fits this model before any fold starts (each fold loads it)."""
+    try:
+        loaded, total = load_pretrained(build_model(cfg), path)
+    except (TrainingError, OSError, RuntimeError) as e:
+        raise UsageError(f"--pretrained {path}: {e}") from None
+    emit(f"pretrained: {loaded} of {total} tensors loaded from {path} (names and shapes match)")
 
 
 def run_folds(mine: list[str], folds: list[str], data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import engine
 from data.synthetic import generate_release
@@ -209,3 +210,17 @@ def test_a_new_run_never_reuses_an_earlier_runs_files(release, tmp_path, capsys)
     shutil.rmtree(tmp_path / "run")  # the run folder is gone, its checkpoints are not
     assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--folds", "1")) == 2
     assert "checkpoints of an earlier run" in capsys.readouterr().err
+
+
+def test_pretrained_weights_are_loaded_and_reported(release, tmp_path, capsys):
+    assert main("5class", FIVE, loso_args(release, tmp_path, "first", "--folds", "1", "--epochs", "1")) == 0
+    weights = tmp_path / "ckpt" / "first" / "sub01.pt"
+    assert main("5class", FIVE, loso_args(release, tmp_path, "second", "--folds", "1", "--epochs", "1",
+                                          "--pretrained", str(weights))) == 0
+    err = capsys.readouterr().err
+    loaded, total = (int(w) for w in err.split("pretrained: ")[1].split(" tensors")[0].split(" of "))
+    assert loaded == total > 0  # same architecture: every tensor fits
+    unrelated = tmp_path / "unrelated.pt"
+    torch.save({"something.else": torch.zeros(3)}, unrelated)
+    assert main("5class", FIVE, loso_args(release, tmp_path, "third", "--pretrained", str(unrelated))) == 2
+    assert "no tensor matches" in capsys.readouterr().err
