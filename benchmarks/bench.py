@@ -1,7 +1,7 @@
 """How fast the toolkit trains here, and where the time goes.
 
     python -m benchmarks.bench [--quick] [--device auto|cpu|cuda] [--img-sizes 224,112]
-                               [--batch-size 32] [--repeats N] [--json PATH]
+                               [--batch-size 32] [--repeats N] [--memory-format F] [--json PATH]
 
 One run measures, on this machine:
   * the fp32 GEMM peak (large square matmuls, median of repeats);
@@ -110,24 +110,28 @@ def settings_for(device: torch.device, batch_size: int, epochs: int = 100) -> Tr
                          amp=device.type == "cuda")
 
 
-def fresh_model(cfg: ModelConfig, device: torch.device, adjacency: torch.Tensor | None = None):
-    """A model and optimiser set up as engine.run_fold sets them up."""
+def fresh_model(cfg: ModelConfig, device: torch.device, adjacency: torch.Tensor | None = None,
+                memory_format: torch.memory_format = torch.channels_last):
+    """A model and optimiser set up as engine.run_fold sets them up (channels_last unless told)."""
     torch.manual_seed(0)
     model = build_model(cfg)
     model.set_adjacency(adjacency if adjacency is not None else torch.eye(len(cfg.aus)))
-    model = model.to(device=device, memory_format=torch.channels_last)
+    model = model.to(device=device, memory_format=memory_format)
     optimizer = make_optimizer("adam", model.parameters(), 8e-4, 1e-4)
     return model, optimizer
 
 
-def random_release(n: int, size: int, cfg: ModelConfig, device: torch.device, seed: int = 0) -> ReleaseTensors:
+def random_release(n: int, size: int, cfg: ModelConfig, device: torch.device, seed: int = 0,
+                   memory_format: torch.memory_format = torch.channels_last) -> ReleaseTensors:
     rng = np.random.default_rng(seed)
     onset = rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8)
     apex = np.clip(onset.astype(np.int16) + rng.integers(-4, 5, onset.shape), 0, 255).astype(np.uint8)
     labels = rng.integers(0, cfg.num_classes, n)
     au = (rng.random((n, len(cfg.aus))) < 0.3).astype(np.float32)
-    return ReleaseTensors.from_arrays(onset, apex, labels, au, [f"sub{i % 4 + 1:02d}" for i in range(n)],
+    data = ReleaseTensors.from_arrays(onset, apex, labels, au, [f"sub{i % 4 + 1:02d}" for i in range(n)],
                                       [f"s{i}" for i in range(n)], device)
+    data.motion = data.motion.contiguous(memory_format=memory_format)
+    return data
 
 
 _FLOPS: dict[tuple[str, int], int] = {}
@@ -158,7 +162,8 @@ def make_gemm(device: torch.device, n: int) -> Callable[[], object]:
     return lambda: torch.mm(a, b, out=c)
 
 
-def train_round_robin(size: int, batch: int, device: torch.device, repeats: int, gemm_n: int) -> list[dict]:
+def train_round_robin(size: int, batch: int, device: torch.device, repeats: int, gemm_n: int,
+                      memory_format: torch.memory_format = torch.channels_last) -> list[dict]:
     """Optimiser steps of AM-GCN and MMNet through engine.train_one_epoch, interleaved.
 
     Each call of train_one_epoch gets a one-batch index set, so it is exactly one step
@@ -170,10 +175,10 @@ def train_round_robin(size: int, batch: int, device: torch.device, repeats: int,
     runs = {}
     for arch in ("amgcn", "mmnet"):
         cfg = ModelConfig(img_size=size, arch=arch)
-        data = random_release(batch, size, cfg, device)
+        data = random_release(batch, size, cfg, device, memory_format=memory_format)
         idx = torch.arange(batch, device=device)
         scale = data.motion.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
-        model, optimizer = fresh_model(cfg, device)
+        model, optimizer = fresh_model(cfg, device, memory_format=memory_format)
         settings = settings_for(device, batch)
         gen = torch.Generator().manual_seed(0)
         runs[arch] = (cfg, (lambda m=model, d=data, i=idx, sc=scale, o=optimizer, c=cfg, st=settings, g=gen:
@@ -299,6 +304,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--epoch-size", type=int, default=None, help="image size of the real epoch (default 224; quick 112)")
     ap.add_argument("--no-epoch", action="store_true", help="skip the real-epoch measurement")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    ap.add_argument("--memory-format", choices=("channels_last", "contiguous"), default="channels_last",
+                    help="layout of the training-step models and inputs (the engine uses channels_last; "
+                         "contiguous shows what it gains)")
     ap.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     return ap.parse_args(argv)
 
@@ -333,11 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     report["gemm"] = gemm
     print(f"  peak: {peak:.1f} GFLOP/s")
 
+    memory_format = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}[args.memory_format]
     print(f"== training step (engine.train_one_epoch, batch {args.batch_size}, Adam"
-          f"{', bf16 autocast' if device.type == 'cuda' else ', fp32'}, channels_last)", flush=True)
+          f"{', bf16 autocast' if device.type == 'cuda' else ', fp32'}, {args.memory_format})", flush=True)
     train = []
     for size in sizes:
-        rows = train_round_robin(size, args.batch_size, device, repeats, gemm_sizes[0])
+        rows = train_round_robin(size, args.batch_size, device, repeats, gemm_sizes[0], memory_format)
         train += rows
         for r in rows:
             print(f"  {r['arch']:<6} {size:>3} px: {r['step_s']:.3f} s/step, {r['samples_per_s']:7.1f} samples/s, "
