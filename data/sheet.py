@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from data.errors import DataError
+
+T = TypeVar("T")
 
 SHEET_PATTERN = "CASME2-coding-*.xlsx"
 SIMPLE_SHEET = "data.xlsx"
@@ -153,6 +157,14 @@ def _header_key(text: str) -> str:
     return re.sub(r"[\s_\-]+", "", text).lower()
 
 
+def _parse_cell(parse: Callable[[object], T], value: object, where: str) -> T:
+    """parse(value), with a DataError's message prefixed by where the cell is."""
+    try:
+        return parse(value)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+
+
 def _frame(value: object, where: str) -> int:
     if isinstance(value, bool) or _is_blank(value):
         raise DataError(f"{where}: expected a frame number, got {'a blank cell' if _is_blank(value) else repr(value)}")
@@ -226,10 +238,7 @@ def read_sheet(path: Path) -> tuple[list[SheetRow], list[str]]:
         def where(col: str) -> str:
             return f"{name} row {excel_row}, column '{col}'"
 
-        try:
-            subject = normalise_subject(values["Subject"])
-        except DataError as exc:
-            raise DataError(f"{where('Subject')}: {exc}") from None
+        subject = _parse_cell(normalise_subject, values["Subject"], where("Subject"))
         if _is_blank(values["Filename"]):
             raise DataError(f"{where('Filename')}: blank filename")
         filename = str(values["Filename"]).strip()
@@ -248,10 +257,7 @@ def read_sheet(path: Path) -> tuple[list[SheetRow], list[str]]:
         if apex is not None and not onset <= apex <= offset:
             raise DataError(f"{where('ApexFrame')} ({subject} {filename}): apex {apex} is outside "
                             f"onset..offset {onset}..{offset}")
-        try:
-            aus = parse_action_units(values["Action Units"])
-        except DataError as exc:
-            raise DataError(f"{where('Action Units')} ({subject} {filename}): {exc}") from None
+        aus = _parse_cell(parse_action_units, values["Action Units"], f"{where('Action Units')} ({subject} {filename})")
         if _is_blank(values["Estimated Emotion"]):
             raise DataError(f"{where('Estimated Emotion')} ({subject} {filename}): blank emotion")
         emotion = str(values["Estimated Emotion"]).strip().lower()
