@@ -19,7 +19,9 @@ A motion-map folder holds `index.csv` with the columns
            would silently change what the model sees. An alpha channel is dropped.
 - face:    the sample's (onset) face image, or empty. Grey faces are expanded to RGB.
            Either every row gives a face or none does.
-- aus:     optional action units as in the sheet ('4+L10', '12', 'none', blank).
+- aus:     optional action units as in the sheets ('4+L10', '12', 'none', blank; SAMM's
+           '4D+ref(6)+7C' too, see data.action_units); a stray word is skipped with a
+           warning naming the line.
 
 A row whose image file is missing or unreadable is skipped with a warning naming the row
 and the file; with strict=True it is a DataError (the CASME II reader's convention).
@@ -36,10 +38,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data.action_units import ActionUnit, parse_action_units
 from data.errors import DataError
 from data.protocols import KNOWN_EMOTIONS, Protocol, check_enough
 from data.release import au_multi_hot
-from data.sheet import normalise_subject, parse_action_units
+from data.sheet import normalise_subject
 
 INDEX_NAME = "index.csv"
 REQUIRED = ("subject", "sample", "label", "motion", "face")
@@ -54,7 +57,7 @@ class MotionMapData:
     subjects: list[str]                  # (N,)
     names: list[str]                     # (N,) the `sample` column
     labels: np.ndarray                   # (N,) int64
-    aus: list[frozenset[tuple[int, str]]] | None   # (N,), None without an aus column
+    aus: list[frozenset[ActionUnit]] | None   # (N,), None without an aus column
     motion: np.ndarray                   # (N, 3, S, S) float32 in [-1, 1]
     face: np.ndarray | None              # (N, 3, S, S) uint8 RGB, None without faces
     rows: list[int]                      # (N,) index.csv line of each sample
@@ -176,6 +179,7 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
 
     records = []   # (line, subject, name, label, aus, motion path, face path or None)
     excluded: Counter[str] = Counter()
+    aus_warnings: list[str] = []   # stray words skipped in the aus column
     seen: dict[tuple[str, str], int] = {}
     with_face: list[int] = []
     without_face: list[int] = []
@@ -195,10 +199,12 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
             raise DataError(f"{index}: lines {seen[(subject, name)]} and {line} both describe "
                             f"{subject} {name}")
         seen[(subject, name)] = line
+        aus_where = f"{where}, column 'aus' ({subject} {name})"
         try:
-            aus = parse_action_units(value["aus"]) if has_aus else frozenset()
+            aus = (parse_action_units(value["aus"], lambda w: aus_warnings.append(f"{aus_where}: {w}"))
+                   if has_aus else frozenset())
         except DataError as exc:
-            raise DataError(f"{where}, column 'aus' ({subject} {name}): {exc}") from None
+            raise DataError(f"{aus_where}: {exc}") from None
         (with_face if value["face"] else without_face).append(line)
         if label is None:
             excluded[value["label"].strip().lower()] += 1
@@ -247,7 +253,7 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
     context = f"in {index}" + (f" after skipping {len(skipped)} line(s) with missing images"
                                if skipped else "")
     check_enough(labels, subjects, protocol, context)
-    warnings = list(skipped)
+    warnings = aus_warnings + skipped
     if excluded:
         warnings.append(f"{index}: left out by protocol {protocol.name}: "
                         + ", ".join(f"{k} {v}" for k, v in sorted(excluded.items())))

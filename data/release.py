@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from data.action_units import ActionUnit
 from data.errors import DataError
 from data.layout import check_raf_path, frame_path, resolve_layout
 from data.protocols import Protocol, apply_protocol, check_enough
@@ -20,7 +21,7 @@ class Sample:
     filename: str
     label: int
     emotion: str
-    aus: frozenset[tuple[int, str]]
+    aus: frozenset[ActionUnit]
     onset: int
     apex: int | None
     offset: int
@@ -101,12 +102,12 @@ def load_release(raf_path: Path, protocol: Protocol, *, sheet: Path | None = Non
                    selection.excluded, skipped, frames_root)
 
 
-def au_multi_hot(au_sets: Sequence[frozenset[tuple[int, str]]], aus: Sequence[int]) -> np.ndarray:
-    """(N, K) float32: 1 where sample n shows AU aus[k] on either side (L/R merged)."""
+def au_multi_hot(au_sets: Sequence[frozenset[ActionUnit]], aus: Sequence[int]) -> np.ndarray:
+    """(N, K) float32: 1 where sample n shows AU aus[k], whatever its side and intensity (L/R merged)."""
     index = {au: k for k, au in enumerate(aus)}
     out = np.zeros((len(au_sets), len(aus)), dtype=np.float32)
     for n, sample_aus in enumerate(au_sets):
-        for au, _side in sample_aus:
-            if au in index:
-                out[n, index[au]] = 1.0
+        for unit in sample_aus:
+            if unit.au in index:
+                out[n, index[unit.au]] = 1.0
     return out

@@ -12,6 +12,9 @@ Apex fallback: where the sheet gives `/` as the apex frame, `SheetRow.apex` is N
 warning is issued. Preprocessing then uses as apex the frame of the clip (onset..offset)
 that differs most from the onset frame (largest mean absolute pixel difference).
 
+Action Units cells are parsed by data.action_units (SAMM's codes too); a stray word in
+one is skipped with a warning naming the row.
+
 Row numbers in messages are the ones Excel shows (the header is row 1).
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from data.action_units import ActionUnit, parse_action_units
 from data.errors import DataError
 
 T = TypeVar("T")
@@ -41,7 +45,6 @@ REQUIRED_COLUMNS = {
     "Estimated Emotion": "emotion",
 }
 
-_AU_TOKEN = re.compile(r"^([LR]?)(?:AU)?\s*(\d+)$", re.IGNORECASE)   # 12, L10, R12, AU12
 _SUBJECT = re.compile(r"^(?:sub)?\s*0*(\d+)$", re.IGNORECASE)
 _UNNAMED = re.compile(r"^unnamed:\s*\d+$", re.IGNORECASE)
 
@@ -54,7 +57,7 @@ class SheetRow:
     onset: int
     apex: int | None                  # None where the sheet says '/'
     offset: int
-    aus: frozenset[tuple[int, str]]   # (AU number, side 'L'/'R'/'' for both)
+    aus: frozenset[ActionUnit]        # parsed by data.action_units
     emotion: str                      # lower case, stripped
 
     @property
@@ -68,34 +71,6 @@ def _is_blank(value: object) -> bool:
     if isinstance(value, float) and math.isnan(value):
         return True
     return isinstance(value, str) and not value.strip()
-
-
-def parse_action_units(cell: object) -> frozenset[tuple[int, str]]:
-    """Parse an Action Units cell: 12, 12.0, '4+7+L10', 'R12', 'L1+L2', 'none', blank.
-
-    Returns a set of (AU number, side) with side 'L', 'R' or '' (both sides).
-    Raises DataError naming the token that cannot be read.
-    """
-    if _is_blank(cell):
-        return frozenset()
-    if isinstance(cell, bool):
-        raise DataError(f"unreadable Action Units value {cell!r}")
-    if isinstance(cell, (int, float)):
-        # Excel stores a lone AU such as 12 as a number (sometimes 12.0).
-        if float(cell).is_integer() and cell > 0:
-            return frozenset({(int(cell), "")})
-        raise DataError(f"unreadable Action Units token {cell!r}")
-    text = str(cell).strip()
-    if text.lower() == "none":
-        return frozenset()
-    aus = set()
-    for token in text.split("+"):
-        token = token.strip()
-        match = _AU_TOKEN.match(token)
-        if not match or int(match.group(2)) == 0:
-            raise DataError(f"unreadable Action Units token {token!r} in {text!r}")
-        aus.add((int(match.group(2)), match.group(1).upper()))
-    return frozenset(aus)
 
 
 def normalise_subject(value: object) -> str:
@@ -257,7 +232,12 @@ def read_sheet(path: Path) -> tuple[list[SheetRow], list[str]]:
         if apex is not None and not onset <= apex <= offset:
             raise DataError(f"{where('ApexFrame')} ({subject} {filename}): apex {apex} is outside "
                             f"onset..offset {onset}..{offset}")
-        aus = _parse_cell(parse_action_units, values["Action Units"], f"{where('Action Units')} ({subject} {filename})")
+        aus_where = f"{where('Action Units')} ({subject} {filename})"
+
+        def warn_aus(message: str) -> None:   # a skipped stray word, named with its row
+            warnings.append(f"{aus_where}: {message}")
+
+        aus = _parse_cell(lambda cell: parse_action_units(cell, warn_aus), values["Action Units"], aus_where)
         if _is_blank(values["Estimated Emotion"]):
             raise DataError(f"{where('Estimated Emotion')} ({subject} {filename}): blank emotion")
         emotion = str(values["Estimated Emotion"]).strip().lower()

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data.action_units import ActionUnit, format_action_units, parse_action_units
 from data.errors import DataError
 from data.protocols import Protocol
 from utils.face_regions import AU_REGIONS, au_boxes
@@ -71,7 +72,7 @@ class Clip:
     offset: int
     aus_cell: object        # as written to the sheet (int or str)
     emotion: str
-    motion_aus: tuple[tuple[int, str], ...]   # (AU, side) that move in the frames
+    motion_aus: tuple[ActionUnit, ...]   # the AUs that move in the frames
     true_apex: int          # the frame of peak motion (== apex unless apex is None)
 
 
@@ -204,19 +205,20 @@ def _window(n: int) -> np.ndarray:
     return np.sin(np.pi * (np.arange(n, dtype=np.float32) + 0.5) / n) ** 2
 
 
-def displacement_field(size: tuple[int, int], aus: Sequence[tuple[int, str]],
+def displacement_field(size: tuple[int, int], aus: Sequence[ActionUnit],
                        amplitude: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel (dx, dy) in pixels, (H, W) each: zero outside the boxes of `aus`."""
     w, h = size
     dx = np.zeros((h, w), np.float32)
     dy = np.zeros((h, w), np.float32)
-    for au, side in aus:
+    for unit in aus:
+        au = unit.au
         if au not in AU_REGIONS:
             continue  # AUs without a region (e.g. 43) leave the face still
         ux, uy = AU_DIRECTION.get(au, (0.0, -1.0))
         norm = float(np.hypot(ux, uy))
         ux, uy = ux / norm, uy / norm
-        for box in au_boxes(au, side):
+        for box in au_boxes(au, unit.side):
             x0, y0, x1, y1 = (int(round(box[0] * w)), int(round(box[1] * h)),
                               int(round(box[2] * w)), int(round(box[3] * h)))
             if x1 - x0 < 1 or y1 - y0 < 1:
@@ -282,17 +284,6 @@ def _aus_cell(text: str) -> object:
     return int(text) if text.isdigit() else text
 
 
-def _parse_aus(text: str) -> tuple[tuple[int, str], ...]:
-    out = []
-    for tok in str(text).split("+"):
-        tok = tok.strip()
-        if not tok or tok.lower() == "none":
-            continue
-        side = tok[0].upper() if tok[0] in "LRlr" else ""
-        out.append((int(tok[1:] if side else tok), side))
-    return tuple(sorted(set(out)))
-
-
 def plan_clips(*, subjects: int, per_subject: int, version: str, seed: int,
                emotions: Sequence[str] | None = None,
                clip_len: tuple[int, int] = (24, 80)) -> list[Clip]:
@@ -355,7 +346,7 @@ def plan_clips(*, subjects: int, per_subject: int, version: str, seed: int,
                 text, forced["L"] = "4+L10", True
             elif emotion == "happiness" and not forced["R"]:
                 text, forced["R"] = "R12", True
-            motion = _parse_aus(text)
+            motion = tuple(sorted(parse_action_units(text)))
             cell: object = _aus_cell(text)
             if version == "2014" and emotion == "others" and not forced["none"]:
                 cell, forced["none"] = "none", True   # motion stays: the coder saw no AU
@@ -385,7 +376,7 @@ def _clips_from_sheet(path: Path, seed: int) -> list[Clip]:
     for r in rows:
         rng = _rng(seed, "row", r.subject, r.filename)
         variants = EMOTION_AUS.get(r.emotion, EMOTION_AUS["others"])
-        motion = set(_parse_aus(variants[int(rng.integers(len(variants)))])) | set(r.aus)
+        motion = parse_action_units(variants[int(rng.integers(len(variants)))]) | r.aus
         true_apex = r.apex if r.apex is not None else (r.onset + r.offset) // 2
         clips.append(Clip(int(r.subject[3:]), r.filename, r.onset, r.apex, r.offset, None,
                           r.emotion, tuple(sorted(motion)), true_apex))
@@ -526,11 +517,6 @@ def generate_release(out: Path, *, layout: str = "cropped", subjects: int = 6,
     return out
 
 
-def _aus_text(aus: frozenset[tuple[int, str]]) -> str:
-    """(AU, side) set -> the sheet's spelling, e.g. '4+L10'; '' for none."""
-    return "+".join(f"{side}{au}" for au, side in sorted(aus))
-
-
 def write_motion_map_folder(release_root: Path, out: Path, protocol: Protocol,
                             img_size: int = 64, kind: str = "diff",
                             cache_dir: Path | None = None) -> Path:
@@ -565,7 +551,7 @@ def write_motion_map_folder(release_root: Path, out: Path, protocol: Protocol,
         if not cv2.imwrite(str(out / face_rel), face_bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
             raise OSError(f"cannot write {out / face_rel}")
         rows.append([s.subject, s.filename, protocol.classes[s.label], motion_rel, face_rel,
-                     _aus_text(s.aus)])
+                     format_action_units(s.aus)])
     with (out / "index.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["subject", "sample", "label", "motion", "face", "aus"])

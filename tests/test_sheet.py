@@ -8,6 +8,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
+from data.action_units import ActionUnit
 from data.errors import DataError
 from data.sheet import find_sheet, normalise_subject, parse_action_units, read_sheet
 
@@ -28,15 +29,15 @@ ROWS_2014 = [
 # ---- Action Units ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("cell, expected", [
-    (12, {(12, "")}),
-    (12.0, {(12, "")}),
-    ("12", {(12, "")}),
-    ("4+7+L10", {(4, ""), (7, ""), (10, "L")}),
-    ("R12", {(12, "R")}),
-    ("L1+L2", {(1, "L"), (2, "L")}),
-    ("4+38", {(4, ""), (38, "")}),
-    (" 4 + r14 ", {(4, ""), (14, "R")}),
-    ("AU12", {(12, "")}),
+    (12, {ActionUnit(12)}),
+    (12.0, {ActionUnit(12)}),
+    ("12", {ActionUnit(12)}),
+    ("4+7+L10", {ActionUnit(4), ActionUnit(7), ActionUnit(10, "L")}),
+    ("R12", {ActionUnit(12, "R")}),
+    ("L1+L2", {ActionUnit(1, "L"), ActionUnit(2, "L")}),
+    ("4+38", {ActionUnit(4), ActionUnit(38)}),
+    (" 4 + r14 ", {ActionUnit(4), ActionUnit(14, "R")}),
+    ("AU12", {ActionUnit(12)}),
     ("none", set()),
     ("None", set()),
     ("", set()),
@@ -73,7 +74,7 @@ def test_read_2019_sheet(tmp_path, write_sheet):
     rows, warnings = read_sheet(path)
     assert [r.row for r in rows] == [2, 3, 4, 5, 6]          # header is row 1
     assert [r.subject for r in rows] == ["sub01", "sub01", "sub02", "sub04", "sub05"]
-    assert rows[1].aus == {(4, ""), (7, ""), (10, "L")}
+    assert rows[1].aus == {ActionUnit(4), ActionUnit(7), ActionUnit(10, "L")}
     assert rows[2].filename == "EP06_02_01" and rows[2].emotion == "others"
     slash = rows[3]
     assert slash.apex is None and slash.emotion == "disgust"
@@ -88,7 +89,7 @@ def test_read_2014_sheet(tmp_path, write_sheet):
     assert warnings == []
     assert [r.subject for r in rows] == ["sub01", "sub01", "sub04"]
     assert rows[1].aus == frozenset() and rows[1].filename == "EP09f"
-    assert rows[2].aus == {(12, "")} and rows[2].apex == 291
+    assert rows[2].aus == {ActionUnit(12)} and rows[2].apex == 291
 
 
 def test_blank_rows_are_ignored_and_rows_keep_excel_numbers(tmp_path, write_sheet):
@@ -115,7 +116,7 @@ def test_columns_found_in_any_order(tmp_path):
     book.save(tmp_path / "s.xlsx")
     (row,), _ = read_sheet(tmp_path / "s.xlsx")
     assert (row.subject, row.filename, row.onset, row.apex, row.offset) == ("sub03", "EP01_2", 3, 12, 30)
-    assert row.aus == {(2, "R")} and row.emotion == "surprise"
+    assert row.aus == {ActionUnit(2, "R")} and row.emotion == "surprise"
 
 
 def test_pandas_written_sheet_with_unnamed_headers(tmp_path):

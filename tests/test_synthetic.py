@@ -9,7 +9,7 @@ import numpy as np
 import openpyxl
 import pytest
 
-from data import get_protocol, load_release, read_sheet
+from data import ActionUnit, get_protocol, load_release, read_sheet
 from data.synthetic import (ClipRenderer, displacement_field, draw_face, generate_release,
                             main, plan_clips, subject_style)
 from utils.face_regions import au_boxes
@@ -105,14 +105,14 @@ def test_same_seed_same_bytes(tmp_path):
 def test_motion_is_subtle_and_confined_to_the_au_boxes():
     size = (96, 112)
     face, _ = draw_face(size, subject_style(0, 1))
-    aus = ((6, ""), (12, ""))                      # happiness
+    aus = (ActionUnit(6), ActionUnit(12))          # happiness
     dx, dy = displacement_field(size, aus, amplitude=3.0)
     assert np.hypot(dx, dy).max() <= 3.0 + 1e-5
     apex = ClipRenderer(face, dx, dy).face_at(1.0)
     change = np.abs(apex - face).max(axis=-1)      # (H, W)
     inside = np.zeros(change.shape, bool)
-    for au, side in aus:
-        for x0, y0, x1, y1 in au_boxes(au, side):
+    for unit in aus:
+        for x0, y0, x1, y1 in au_boxes(unit.au, unit.side):
             inside[round(y0 * 112):round(y1 * 112), round(x0 * 96):round(x1 * 96)] = True
     assert change[~inside].max() == 0               # nothing moves outside the boxes
     assert change[inside].max() > 5                 # something visibly moves inside

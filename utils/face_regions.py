@@ -40,8 +40,10 @@ DEFAULT_AUS: tuple[int, ...] = (1, 2, 4, 10, 12, 14, 15, 17, 25)
 
 
 def au_boxes(au: int, side: str = "") -> tuple[Box, ...]:
-    """Boxes of `au`; `side` 'R' or 'L' keeps only that side of the subject's face."""
+    """Boxes of `au`; `side` 'R' or 'L' keeps only that side of the subject's face.
+
+    Other sides (T top, B bottom, A asymmetric, U unilateral of unknown side) keep every box."""
     boxes = AU_REGIONS[au]
-    if side and len(boxes) == 2:
+    if side in ("L", "R") and len(boxes) == 2:
         return (boxes[0],) if side == "R" else (boxes[1],)
     return boxes
