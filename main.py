@@ -23,7 +23,7 @@ from data.inputs import default_cache_dir
 from data.motion import MOTIONS
 from data.motion_maps import MotionMapData, is_motion_map_folder, load_motion_maps
 from data.protocols import PROTOCOLS, Protocol, get_protocol
-from data.release import Release, au_multi_hot, load_release
+from data.release import Release, au_multi_hot, aus_outside, load_release
 from engine import ReleaseTensors, TrainingError, TrainSettings, load_pretrained, run_fold
 from models import ModelConfig, build_model
 from utils.distributed import DistInfo, assign_folds, barrier, init_distributed, shutdown, threads_per_process
@@ -165,10 +165,11 @@ def select_folds(spec: str | None, subjects: list[str]) -> list[str]:
 def print_dataset(dataset: Release | MotionMapData, folds: list[str]) -> None:
     if isinstance(dataset, MotionMapData):
         print(f"motion maps: {dataset.root}")
-        labels, subjects = dataset.labels.tolist(), dataset.subjects
+        labels, subjects, au_sets = dataset.labels.tolist(), dataset.subjects, dataset.aus
     else:
         print(f"sheet: {dataset.sheet_path}\nlayout: {dataset.layout}")
         labels, subjects = [s.label for s in dataset.samples], [s.subject for s in dataset.samples]
+        au_sets = [s.aus for s in dataset.samples]
     classes = dataset.protocol.classes
     per_subject = Counter(subjects)
     print(f"protocol: {dataset.protocol.name}")
@@ -177,6 +178,10 @@ def print_dataset(dataset: Release | MotionMapData, folds: list[str]) -> None:
         print("left out by the protocol: " + ", ".join(f"{e} {n}" for e, n in sorted(dataset.excluded.items())))
     print("samples per subject: " + ", ".join(f"{s} {per_subject[s]}" for s in sorted(per_subject)))
     print(f"LOSO folds ({len(folds)}): " + ", ".join(folds))
+    if au_sets is not None:
+        outside = aus_outside(au_sets, ModelConfig().aus)
+        print("AUs outside the graph's nodes (not used as labels): "
+              + (", ".join(f"AU{au} {n}" for au, n in outside.items()) or "none"))
     for w in dataset.warnings:
         print(f"warning: {w}")
     if dataset.skipped:  # each skip is also among the warnings above

@@ -111,3 +111,13 @@ def au_multi_hot(au_sets: Sequence[frozenset[ActionUnit]], aus: Sequence[int]) -
             if unit.au in index:
                 out[n, index[unit.au]] = 1.0
     return out
+
+
+def aus_outside(au_sets: Sequence[frozenset[ActionUnit]], aus: Sequence[int]) -> dict[int, int]:
+    """AU number -> how many samples show it, for the AUs not in `aus` (no graph node, so no label).
+
+    Most frequent first (ties by AU number). Such AUs are counted, never an error.
+    """
+    nodes = set(aus)
+    counts = Counter(au for sample_aus in au_sets for au in {unit.au for unit in sample_aus} - nodes)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
