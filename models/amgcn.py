@@ -1,6 +1,6 @@
 """AM-GCN: MMNet-style two-branch network plus an AU graph and two attention modules.
 
-    face   (B,3,S,S) --PositionBranch--> (B,512,14,14) --resize to h x w--+
+    face   (B,3,h,h) --PositionBranch--> (B,512,h,w) -----------------------+
                                                                            |
     motion (B,3,S,S) --MotionBranch--> M (B,512,h,w) -------------------(+)--> F (B,512,h,w)
                                         |                                      |
@@ -15,8 +15,9 @@
                                                               |
                                                   linear -> logits (B,C)
 
-h = w = S/16 (14 at 224 px, 7 at 112 px). The graph pools from the motion map M
-(before the position map is added) so that node features describe motion inside each
+h = w = the motion map's grid (14 at 224 px, 7 at 112 and 28 px, 12 at 48 px; see
+models.motion); the position branch encodes the face on that same grid. The graph
+pools from the motion map M (before the position map is added) so that node features describe motion inside each
 AU's region; AA then re-weights the fused map F.
 
 `arch='mmnet'` keeps only position + motion + linear head (the baseline). The
@@ -28,13 +29,12 @@ parameters and FLOPs can be reported per branch.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import AUAttention, StackedAttention
 from .config import ModelConfig
 from .graph import AUGraph
-from .motion import MotionBranch, feature_size
+from .motion import MotionBranch
 from .position import PositionBranch
 
 BRANCHES: tuple[str, ...] = ("position", "motion", "graph", "aa", "sa", "head")
@@ -59,11 +59,11 @@ class AMGCN(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        grid = feature_size(cfg.img_size)  # 14 at 224 px, 7 at 112 px
-        self.motion = MotionBranch()
+        grid = cfg.grid  # 14 at 224 px, 7 at 112 px
+        self.motion = MotionBranch(cfg.img_size, cfg.width)
         ch = self.motion.out_channels
-        self.position = (PositionBranch(cfg.embed_dim, cfg.vit_depth, cfg.vit_heads, ch)
-                         if cfg.use_pos else None)
+        self.position = (PositionBranch(grid, cfg.embed_dim, cfg.vit_depth, cfg.vit_heads, ch)
+                         if cfg.pos_on else None)
         self.graph = (AUGraph(cfg.aus, grid, ch, cfg.gcn_hidden, cfg.learn_adj, cfg.dropout)
                       if cfg.graph_on else None)
         self.aa = AUAttention(cfg.aus, grid, cfg.gcn_hidden) if cfg.aa_on else None
@@ -79,10 +79,7 @@ class AMGCN(nn.Module):
         m = self.motion(motion)                               # (B, 512, h, w)
         fused = m
         if self.position is not None:
-            pos = self.position(face)                         # (B, 512, 14, 14)
-            if pos.shape[-2:] != m.shape[-2:]:
-                pos = F.interpolate(pos, size=m.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
-            fused = m + pos                                   # (B, 512, h, w)
+            fused = m + self.position(face)                   # (B, 512, h, w)
         readout = au_logits = None
         if self.graph is not None:
             nodes, readout, au_logits = self.graph(m)         # (B, K, D), (B, D), (B, K)
@@ -93,6 +90,21 @@ class AMGCN(nn.Module):
         return {"logits": self.head(fused, readout), "au_logits": au_logits}
 
 
+class LinearProbe(nn.Module):
+    """The floor: one linear layer on the flattened (normalised) motion map; no face, no AUs."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.head = nn.Linear(3 * cfg.img_size * cfg.img_size, cfg.num_classes)
+
+    def set_adjacency(self, adj: Tensor) -> None:
+        """No graph: nothing to install."""
+
+    def forward(self, motion: Tensor, face: Tensor) -> dict[str, Tensor | None]:
+        return {"logits": self.head(motion.flatten(1)), "au_logits": None}   # (B, num_classes)
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """AM-GCN or the MMNet baseline (cfg.arch), with the ablation switches of cfg applied."""
-    return AMGCN(cfg)
+    """AM-GCN, the MMNet baseline or the linear floor (cfg.arch), with cfg's ablation switches applied."""
+    return LinearProbe(cfg) if cfg.arch == "linear" else AMGCN(cfg)

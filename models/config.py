@@ -5,17 +5,28 @@ from dataclasses import dataclass
 
 from utils.face_regions import DEFAULT_AUS
 
-ARCHS: tuple[str, ...] = ("amgcn", "mmnet")
+from .motion import STAGE_CHANNELS, feature_size, scaled
+
+ARCHS: tuple[str, ...] = ("amgcn", "mmnet", "linear")
+MIN_IMG_SIZE = 16   # the smallest input any architecture accepts (the command line may ask more)
 
 
 @dataclass
 class ModelConfig:
-    """Hyper-parameters of AM-GCN and of the MMNet-style baseline.
+    """Hyper-parameters of AM-GCN, of the MMNet-style baseline and of the linear floor.
 
     `arch='mmnet'` is the two-branch baseline (position + motion + linear head); the
-    graph, AA and SA switches are ignored for it. The `use_*` switches are the ablations
-    of AM-GCN (`--no-pos`, `--no-gcn`, `--no-aa`, `--no-sa`); `use_gcn=False` also drops
-    the AA module and the auxiliary AU head, since both read the graph's node states.
+    graph, AA and SA switches are ignored for it. `arch='linear'` is one linear layer on
+    the flattened motion map (the floor every table should show). The `use_*` switches
+    are the ablations of AM-GCN (`--no-pos`, `--no-gcn`, `--no-aa`, `--no-sa`);
+    `use_gcn=False` also drops the AA module and the auxiliary AU head, since both read
+    the graph's node states.
+
+    Sizes that follow the input: the motion map's grid (`grid`, see models.motion), the
+    position branch's token grid (the same), and, when left at None, the ViT width
+    (`embed_dim`: the motion width at 224 px and above, a quarter of it below, which keeps the
+    position branch a small share of the cost) and the graph width (`gcn_hidden`: half
+    the motion width). `width` scales the motion branch's channels.
     """
 
     num_classes: int = 5
@@ -26,11 +37,12 @@ class ModelConfig:
     use_aa: bool = True
     use_sa: bool = True
     aus: tuple[int, ...] = DEFAULT_AUS
+    width: float = 1.0
     vit_depth: int = 2
     vit_heads: int = 4
-    embed_dim: int = 512
+    embed_dim: int | None = None
     sa_depth: int = 2
-    gcn_hidden: int = 256
+    gcn_hidden: int | None = None
     adj_threshold: float = 0.4
     adj_reweight: float = 0.2
     learn_adj: bool = True
@@ -40,13 +52,29 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
-        if self.img_size < 16:
-            raise ValueError(f"img_size must be at least 16, got {self.img_size}")
+        if self.img_size < MIN_IMG_SIZE:
+            raise ValueError(f"img_size must be at least {MIN_IMG_SIZE}, got {self.img_size}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if not 0 < self.width <= 4:
+            raise ValueError(f"width must be in (0, 4], got {self.width}")
+        if self.embed_dim is None:
+            self.embed_dim = self.motion_channels if self.img_size >= 224 else self.motion_channels // 4
+        if self.gcn_hidden is None:
+            self.gcn_hidden = self.motion_channels // 2
         if self.embed_dim % self.vit_heads != 0:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by vit_heads {self.vit_heads}")
         self.aus = tuple(int(a) for a in self.aus)
+
+    @property
+    def motion_channels(self) -> int:
+        """Width of the motion branch's last map (512 at width 1)."""
+        return scaled(STAGE_CHANNELS[-1], self.width)
+
+    @property
+    def grid(self) -> int:
+        """Side of the fused feature map and of the position branch's token grid."""
+        return feature_size(self.img_size)
 
     @property
     def graph_on(self) -> bool:
@@ -60,3 +88,7 @@ class ModelConfig:
     @property
     def sa_on(self) -> bool:
         return self.arch == "amgcn" and self.use_sa and self.sa_depth > 0
+
+    @property
+    def pos_on(self) -> bool:
+        return self.arch != "linear" and self.use_pos

@@ -1,16 +1,21 @@
-"""Motion branch: a small residual CNN over the apex-onset difference image.
+"""Motion branch: a small residual CNN over the motion map (difference image or flow).
 
-    motion (B,3,S,S) -> 3x3/2 conv 128, BN, ReLU        (B,128,S/2,S/2)
-      -> stage1 128 /2                                  (B,128,S/4,S/4)
-      -> stage2 128 /2                                  (B,128,S/8,S/8)
-      -> stage3 256 /2                                  (B,256,S/16,S/16)
-      -> stage4 512 /1                                  (B,512,S/16,S/16)   14x14 at 224, 7x7 at 112
+    motion (B,3,S,S) -> 3x3 conv 128, BN, ReLU   (stem)
+      -> stage1 128 -> stage2 128 -> stage3 256 -> stage4 512          (B,512,g,g)
+
+The stem and the first three stages are the four places where the map can be halved.
+How many of them stride 2 follows the input size: the largest total stride (16, 8, 4,
+2 or 1) that still leaves a map of at least MIN_GRID x MIN_GRID cells, so that AU-region
+pooling can separate the facial regions at any input size. The strides come first (the
+cheapest place to shrink), so at 224 px this is the MMNet-style layout (stem and stages
+1-3 stride 2, 14x14 map), at 112 px a 7x7 map, at 48 px 12x12 (stride 4) instead of 3x3,
+at 28 px 7x7.
 
 Each stage is one basic residual block whose residual path is re-weighted by a
 spatial attention map (mean and max over channels -> 7x7 conv -> sigmoid), which lets
-the network favour the few pixels that actually move in a micro-expression. The first
-stage already halves the resolution: a full 112x112 stage would cost several GFLOPs
-for little gain and makes CPU training slow. All widths are multiples of 16.
+the network favour the few pixels that actually move in a micro-expression.
+`width` scales every channel count (0.25 -> 32, 32, 64, 128), for small inputs and small
+datasets.
 """
 from __future__ import annotations
 
@@ -18,17 +23,30 @@ import torch
 from torch import Tensor, nn
 
 STEM_CHANNELS = 128
-STAGES: tuple[tuple[int, int], ...] = ((128, 2), (128, 2), (256, 2), (512, 1))  # (channels, stride)
-OUT_CHANNELS = STAGES[-1][0]
-STRIDE = 2 * 2 * 2 * 2  # total down-sampling: stem x three strided stages
+STAGE_CHANNELS: tuple[int, ...] = (128, 128, 256, 512)
+MIN_GRID = 7      # smallest feature map side the stride rule allows (when the input permits)
+MAX_STRIDE = 16   # total down-sampling at large inputs (224 px -> 14x14)
+
+
+def scaled(channels: int, width: float) -> int:
+    """`channels` x `width`, rounded to a multiple of 8 (at least 8)."""
+    return max(8, int(round(channels * width / 8)) * 8)
+
+
+def halvings(img_size: int) -> int:
+    """How many of the four down-sampling places stride 2 at this input size."""
+    n = 0
+    while n < 4 and -(-img_size // 2 ** (n + 1)) >= MIN_GRID:
+        n += 1
+    return n
 
 
 def feature_size(img_size: int) -> int:
     """Side of the last motion map for a square input (a 3x3/2 conv with padding 1 gives ceil(n/2))."""
-    n = img_size
-    for _ in range(4):
-        n = (n + 1) // 2
-    return n
+    side = img_size
+    for _ in range(halvings(img_size)):
+        side = (side + 1) // 2
+    return side
 
 
 class SpatialAttention(nn.Module):
@@ -63,17 +81,20 @@ class AttnResBlock(nn.Module):
 
 
 class MotionBranch(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, img_size: int = 224, width: float = 1.0) -> None:
         super().__init__()
+        strides = [2 if i < halvings(img_size) else 1 for i in range(4)] + [1]  # stem, stage1..4
+        stem = scaled(STEM_CHANNELS, width)
         self.stem = nn.Sequential(
-            nn.Conv2d(3, STEM_CHANNELS, 3, 2, 1, bias=False), nn.BatchNorm2d(STEM_CHANNELS), nn.ReLU(inplace=True),
+            nn.Conv2d(3, stem, 3, strides[0], 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
         )
-        stages, cin = [], STEM_CHANNELS
-        for cout, stride in STAGES:
+        stages, cin = [], stem
+        for channels, stride in zip(STAGE_CHANNELS, strides[1:]):
+            cout = scaled(channels, width)
             stages.append(AttnResBlock(cin, cout, stride))
             cin = cout
         self.stages = nn.Sequential(*stages)
-        self.out_channels = OUT_CHANNELS
+        self.out_channels = cin
 
     def forward(self, motion: Tensor) -> Tensor:
-        return self.stages(self.stem(motion))  # (B, 512, S/16, S/16)
+        return self.stages(self.stem(motion))  # (B, C, g, g), g = feature_size(S)
