@@ -2,12 +2,13 @@
 
 For each sample the onset and apex frames are read (BGR -> RGB), the face is cropped
 (cropped layouts: the frame is the face; raw layout: a Haar face box found on the onset
-frame, used for both frames of the clip) and resized to img_size x img_size.
+frame, used for both frames of the clip) and resized to img_size x img_size. A sample
+without an annotated apex gets the frame data.apex spots among the clip's frames.
 
 Each sample is cached as one small .npy file (onset and apex stacked) named by a hash of
 everything that decides its content: the sample's identity and frames, the frame files' paths, sizes and mtimes,
-the image size, the crop method and PREPROCESS_VERSION. A changed setting or a touched
-file therefore gives a new name (a miss), never a stale hit. The cache lives outside the
+the image size, the crop method and PREPROCESS_VERSION (and SPOT_VERSION for a spotted
+apex). A changed setting or a touched file therefore gives a new name (a miss), never a stale hit. The cache lives outside the
 dataset (which may be read-only): AMGCN_CACHE or ~/.cache/amgcn-mer.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from data.apex import METHOD_NOTE, SPOT_SIZE, SPOT_VERSION, spot_apex
 from data.errors import DataError
 from data.release import Release, Sample
 
@@ -108,11 +110,14 @@ def cache_key(sample: Sample, img_size: int, method: str) -> str:
         frames = clip_frames(sample)
         frames.setdefault(sample.onset, sample.onset_path)
         files = [_stat(p) for p in frames.values()]
-    blob = json.dumps({
+    key = {
         "version": PREPROCESS_VERSION,
         "sample": [sample.subject, sample.filename, sample.onset, sample.apex, sample.offset],
         "files": files, "img_size": int(img_size), "crop": method,
-    }, sort_keys=True)
+    }
+    if sample.apex_path is None:
+        key["spot"] = SPOT_VERSION   # a changed spotting method may choose another frame
+    blob = json.dumps(key, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:40]
 
 
@@ -195,6 +200,67 @@ def _read(path: Path) -> np.ndarray | None:
     return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
+def clip_box(sample: Sample, onset_frame: np.ndarray,
+             method: str) -> tuple[tuple[int, int, int, int] | None, list[str]]:
+    """Crop box used for every frame of the clip (None: the frame is the face), and notes."""
+    if method != "haar":
+        return None, []
+    box = face_box(onset_frame)
+    if box is not None:
+        return box, []
+    return centre_box(onset_frame.shape), [f"{_name(sample)}: no face found in "
+                                           f"{sample.onset_path.name}; using a centre crop"]
+
+
+@dataclass
+class ApexSearch:
+    frame: int | None = None                          # spotted frame number; None: none readable
+    path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    strict_error: str | None = None                   # an unreadable frame, under strict
+
+
+def spot_face(frame: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
+    """BGR frame -> (SPOT_SIZE, SPOT_SIZE) grey face for apex spotting."""
+    face = to_face(frame, box, SPOT_SIZE)                                   # (3, s, s) RGB
+    return cv2.cvtColor(np.ascontiguousarray(face.transpose(1, 2, 0)), cv2.COLOR_RGB2GRAY)
+
+
+def find_apex(sample: Sample, onset_frame: np.ndarray, box: tuple[int, int, int, int] | None,
+              strict: bool) -> ApexSearch:
+    """Spot the apex among the readable frames of onset..offset (data.apex.spot_apex)."""
+    found = ApexSearch()
+    numbers, faces = [], []
+    for n, path in clip_frames(sample).items():
+        if n == sample.onset:
+            continue
+        frame = _read(path)
+        if frame is None:
+            msg = f"{_name(sample)}: cannot read frame {path}; left out of the apex search"
+            if strict:
+                found.strict_error = msg
+                return found
+            found.notes.append(msg)
+            continue
+        numbers.append(n)
+        faces.append(spot_face(frame, box))
+    if numbers:
+        found.frame = spot_apex(numbers, spot_face(onset_frame, box), np.stack(faces))
+        found.path = clip_frames(sample)[found.frame]
+    return found
+
+
+def spot_sample(sample: Sample, method: str) -> ApexSearch:
+    """Spot one sample's apex as preprocessing would, whatever its annotation (prepare.py spot)."""
+    onset_frame = _read(sample.onset_path)
+    if onset_frame is None:
+        return ApexSearch(notes=[f"{_name(sample)}: cannot read onset frame {sample.onset_path}"])
+    box, notes = clip_box(sample, onset_frame, method)
+    found = find_apex(sample, onset_frame, box, strict=False)
+    found.notes = notes + found.notes
+    return found
+
+
 def preprocess_sample(index: int, sample: Sample, img_size: int, method: str,
                       strict: bool) -> _Result:
     """Read, crop and resize one sample's onset and apex (module level: runs in workers)."""
@@ -203,48 +269,28 @@ def preprocess_sample(index: int, sample: Sample, img_size: int, method: str,
     if onset_frame is None:
         res.error = f"{_name(sample)}: cannot read onset frame {sample.onset_path}; skipped"
         return res
-    box = None
-    if method == "haar":
-        box = face_box(onset_frame)
-        if box is None:
-            box = centre_box(onset_frame.shape)
-            res.notes.append(f"{_name(sample)}: no face found in {sample.onset_path.name}; "
-                             f"using a centre crop")
+    box, res.notes = clip_box(sample, onset_frame, method)
     res.onset = to_face(onset_frame, box, img_size)
 
-    if sample.apex_path is not None:
-        apex_frame = _read(sample.apex_path)
-        if apex_frame is None:
-            res.error = f"{_name(sample)}: cannot read apex frame {sample.apex_path}; skipped"
+    apex_path = sample.apex_path
+    if apex_path is None:   # no annotated apex ('/', no ApexFrame column, --apex auto): spot it
+        found = find_apex(sample, onset_frame, box, strict)
+        res.notes += found.notes
+        if found.strict_error:
+            res.strict_error = found.strict_error
             return res
-        res.apex = to_face(apex_frame, box, img_size)
+        if found.frame is None:
+            res.error = (f"{_name(sample)}: no annotated apex and no other frame of "
+                         f"{sample.onset}..{sample.offset} is readable in {sample.frame_dir}; skipped")
+            return res
+        res.notes.append(f"{_name(sample)}: no annotated apex; using frame {found.frame} "
+                         f"({METHOD_NOTE} frame {sample.onset})")
+        apex_path = found.path
+    apex_frame = _read(apex_path)
+    if apex_frame is None:
+        res.error = f"{_name(sample)}: cannot read apex frame {apex_path}; skipped"
         return res
-
-    # apex '/': the frame of onset..offset that differs most from the onset
-    best, best_frame, best_diff = None, None, -1.0
-    base = res.onset.astype(np.int16)
-    for n, path in clip_frames(sample).items():
-        if n == sample.onset:
-            continue
-        frame = _read(path)
-        if frame is None:
-            msg = f"{_name(sample)}: cannot read frame {path}; left out of the apex search"
-            if strict:
-                res.strict_error = msg
-                return res
-            res.notes.append(msg)
-            continue
-        face = to_face(frame, box, img_size)
-        diff = float(np.abs(face.astype(np.int16) - base).mean())
-        if diff > best_diff:
-            best, best_frame, best_diff = face, n, diff
-    if best is None:
-        res.error = (f"{_name(sample)}: apex is '/' and no other frame of "
-                     f"{sample.onset}..{sample.offset} is readable in {sample.frame_dir}; skipped")
-        return res
-    res.apex = best
-    res.notes.append(f"{_name(sample)}: apex is '/'; using frame {best_frame} "
-                     f"(largest difference from onset {sample.onset})")
+    res.apex = to_face(apex_frame, box, img_size)
     return res
 
 
@@ -348,7 +394,7 @@ def build_inputs(release: Release, *, img_size: int = 224, cache_dir: Path | Non
 
     def finish(res: _Result) -> None:
         if res.strict_error or (res.error and strict):
-            raise DataError(res.strict_error or res.error)
+            raise DataError(res.strict_error or res.error.removesuffix("; skipped"))
         notes[res.index], errors[res.index] = res.notes, res.error
         if res.error is None:
             onset[res.index], apex[res.index] = res.onset, res.apex

@@ -27,8 +27,8 @@ class Sample:
     offset: int
     row: int
     onset_path: Path
-    apex_path: Path | None      # None when the sheet's apex is '/'
-    frame_dir: Path             # clip folder (for the '/' apex fallback)
+    apex_path: Path | None      # None without an annotated apex: it is spotted (data.apex)
+    frame_dir: Path             # clip folder (where a missing apex is spotted)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -9,8 +9,8 @@ A sample is identified by (subject, filename): the same filename occurs under se
 subjects, so a repeated (subject, filename) pair is an error, a repeated filename is not.
 
 Apex fallback: where the sheet gives `/` as the apex frame, `SheetRow.apex` is None and a
-warning is issued. Preprocessing then uses as apex the frame of the clip (onset..offset)
-that differs most from the onset frame (largest mean absolute pixel difference).
+warning is issued; a sheet without an ApexFrame column gives None on every row, with one
+warning. Preprocessing then spots the apex among the clip's frames (data.apex).
 
 Action Units cells are parsed by data.action_units (SAMM's codes too); a stray word in
 one is skipped with a warning naming the row.
@@ -44,6 +44,7 @@ REQUIRED_COLUMNS = {
     "Action Units": "aus",
     "Estimated Emotion": "emotion",
 }
+OPTIONAL_COLUMNS = frozenset({"ApexFrame"})   # without it every apex is spotted (data.apex)
 
 _SUBJECT = re.compile(r"^(?:sub)?\s*0*(\d+)$", re.IGNORECASE)
 _UNNAMED = re.compile(r"^unnamed:\s*\d+$", re.IGNORECASE)
@@ -55,7 +56,7 @@ class SheetRow:
     subject: str                      # always 'subNN'
     filename: str                     # as written ('EP02_01f', 'EP06_02_01', ...)
     onset: int
-    apex: int | None                  # None where the sheet says '/'
+    apex: int | None                  # None where the sheet says '/' or has no ApexFrame column
     offset: int
     aus: frozenset[ActionUnit]        # parsed by data.action_units
     emotion: str                      # lower case, stripped
@@ -197,13 +198,16 @@ def read_sheet(path: Path) -> tuple[list[SheetRow], list[str]]:
             raise DataError(f"sheet {path}: column '{canonical}' appears twice in the header (row {header_row})")
         columns[canonical] = idx
     for canonical in REQUIRED_COLUMNS:
-        if canonical not in columns:
+        if canonical not in columns and canonical not in OPTIONAL_COLUMNS:
             present = [str(c).strip() for c in header if not _is_blank(c)]
             raise DataError(f"sheet {path}: required column '{canonical}' not found in the header "
                             f"(row {header_row}; found: {', '.join(present) or 'nothing'})")
 
     rows: list[SheetRow] = []
     warnings: list[str] = []
+    if "ApexFrame" not in columns:
+        warnings.append(f"sheet {path}: no ApexFrame column; every apex will be spotted from "
+                        f"the clip's frames")
     seen: dict[tuple[str, str], int] = {}
     for excel_row, cells in raw[start + 1:]:
         values = {c: (cells[i] if i < len(cells) else None) for c, i in columns.items()}
@@ -219,11 +223,12 @@ def read_sheet(path: Path) -> tuple[list[SheetRow], list[str]]:
         filename = str(values["Filename"]).strip()
         onset = _frame(values["OnsetFrame"], where("OnsetFrame"))
         offset = _frame(values["OffsetFrame"], where("OffsetFrame"))
-        apex_cell = values["ApexFrame"]
+        apex_cell = values.get("ApexFrame", "/")   # no ApexFrame column: as if '/' everywhere
         if isinstance(apex_cell, str) and apex_cell.strip() == "/":
             apex = None
-            warnings.append(f"{name} row {excel_row} ({subject} {filename}): ApexFrame is '/'; "
-                            f"the apex will be the frame differing most from the onset")
+            if "ApexFrame" in columns:
+                warnings.append(f"{name} row {excel_row} ({subject} {filename}): ApexFrame is '/'; "
+                                f"the apex will be spotted from the clip's frames")
         else:
             apex = _frame(apex_cell, where("ApexFrame"))
         if onset > offset:

@@ -190,10 +190,10 @@ def test_header_without_rows(tmp_path, write_sheet):
 
 
 def test_missing_column_named(tmp_path, write_sheet):
-    header = ["Subject", "Filename", None, "OnsetFrame", "Apex", "OffsetFrame",
+    header = ["Subject", "Filename", None, "Onset", "ApexFrame", "OffsetFrame",
               None, "Action Units", "Estimated Emotion", None]
     message = _error(write_sheet(tmp_path / "s.xlsx", ROWS_2019[:1], header))
-    assert "'ApexFrame'" in message and "s.xlsx" in message
+    assert "'OnsetFrame'" in message and "s.xlsx" in message
 
 
 @pytest.mark.parametrize("column, index, value", [
