@@ -17,6 +17,11 @@ A motion-map folder holds `index.csv` with the columns
            writer in data.synthetic uses. A single-channel (grey) image is an error: the
            three channels are distinct motion components, and copying one into all three
            would silently change what the model sees. An alpha channel is dropped.
+           A `.npy` motion file instead holds the map's values themselves: a float array
+           (float32 as written by `prepare.py export`) of shape (H, W, 3) or (3, H, W)
+           (channels last when the last axis has 3 entries), taken as it is, with no
+           rescaling; it is resized only when its side differs from S. A .npy of another
+           shape or dtype, or with NaN/inf values, is skipped like an unreadable image.
 - face:    the sample's (onset) face image, or empty. Grey faces are expanded to RGB.
            Either every row gives a face or none does.
 - aus:     optional action units as in the sheets ('4+L10', '12', 'none', blank; SAMM's
@@ -47,7 +52,9 @@ from data.sheet import normalise_subject
 INDEX_NAME = "index.csv"
 REQUIRED = ("subject", "sample", "label", "motion", "face")
 OPTIONAL = ("aus",)
-_WHY = {"missing": "not found", "unreadable": "cannot be read as an image"}
+_WHY = {"missing": "not found", "unreadable": "cannot be read as an image",
+        "bad-npy": "cannot be read as a .npy array",
+        "not-motion": "is not a finite float array of shape (H, W, 3) or (3, H, W)"}
 
 
 @dataclass
@@ -126,6 +133,30 @@ def _read_image(path: Path, colour: bool) -> np.ndarray | str:
         img = img[..., :3]   # drop alpha
     rgb = img[..., ::-1].astype(np.float32) / scale
     return rgb
+
+
+def _read_motion(path: Path, size: int) -> np.ndarray | str:
+    """(3, size, size) float32 motion map, or why not (_read_image's reasons, 'bad-npy', 'not-motion').
+
+    An image is read as RGB scaled to [-1, 1]; a .npy file's values are kept as they are.
+    """
+    if path.suffix.lower() != ".npy":
+        img = _read_image(path, colour=True)
+        return img if isinstance(img, str) else _resize(img, size) * 2.0 - 1.0
+    if not path.is_file():
+        return "missing"
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return "bad-npy"
+    if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.floating) or 3 not in (arr.shape[0], arr.shape[2]):
+        return "not-motion"
+    chw = arr.astype(np.float32) if arr.shape[2] != 3 else arr.astype(np.float32).transpose(2, 0, 1)
+    if not np.isfinite(chw).all():
+        return "not-motion"
+    if chw.shape[1:] == (size, size):
+        return np.ascontiguousarray(chw)                                   # exact values, no resampling
+    return _resize(chw.transpose(1, 2, 0), size)
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
@@ -226,14 +257,14 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
     for k, (line, subject, name, _label_, _aus, motion_path, face_path) in enumerate(records):
         where = f"{index} line {line} ({subject} {name})"
         problem = None
-        img = _read_image(motion_path, colour=True)
+        img = _read_motion(motion_path, img_size)
         if isinstance(img, str) and img == "grey":
             raise DataError(f"{where}: motion image {motion_path} has a single (grey) channel; "
                             f"motion maps need 3 channels")
         if isinstance(img, str):
             problem = f"motion image {motion_path} {_WHY[img]}"
         else:
-            motion[k] = _resize(img, img_size) * 2.0 - 1.0
+            motion[k] = img
         if problem is None and face_path is not None:
             face_img = _read_image(face_path, colour=False)
             if isinstance(face_img, str):
