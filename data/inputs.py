@@ -5,7 +5,8 @@ For each sample the onset and apex frames are read (BGR -> RGB), the face is cro
 frame, used for both frames of the clip) and resized to img_size x img_size. A sample
 without an annotated apex gets the frame data.apex spots among the clip's frames.
 
-Each sample is cached as one small .npy file (onset and apex stacked) named by a hash of
+Each sample is cached as one small .npy file (onset and apex stacked, then a CRC-32 of pixels
+and notes: a damaged entry is rebuilt with a warning) named by a hash of
 everything that decides its content: the sample's identity and frames, the frame files' paths, sizes and mtimes,
 the image size, the crop method and PREPROCESS_VERSION (and SPOT_VERSION for a spotted
 apex). A changed setting or a touched file therefore gives a new name (a miss), never a stale hit. The cache lives outside the
@@ -20,6 +21,7 @@ import multiprocessing
 import os
 import re
 import tempfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +32,13 @@ from tqdm import tqdm
 
 from data.apex import METHOD_NOTE, SPOT_SIZE, SPOT_VERSION, spot_apex
 from data.errors import DataError
+from data.protocols import check_enough
 from data.release import Release, Sample
 
 # Bump when the preprocessing itself changes (crop rule, interpolation, ...): old entries
 # then stop matching instead of being served.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2          # 2: entries end with a CRC-32 of their contents
+CHECKSUM_BYTES = 4
 CROPPED_LAYOUTS = ("cropped", "cropped-updated", "simple")
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 FACE_MARGIN = 0.10            # the Haar box grows by this fraction of its size (5% a side)
@@ -53,6 +57,7 @@ class InputArrays:
     warnings: list[str]
     cache_hits: int = 0
     cache_misses: int = 0
+    skipped: list[str] = field(default_factory=list)   # why each skipped sample was skipped
 
 
 def default_cache_dir() -> Path:
@@ -290,39 +295,63 @@ def preprocess_sample(index: int, sample: Sample, img_size: int, method: str,
     if apex_frame is None:
         res.error = f"{_name(sample)}: cannot read apex frame {apex_path}; skipped"
         return res
+    if apex_frame.shape[:2] != onset_frame.shape[:2]:  # resized apart, the motion between them is distorted
+        (h0, w0), (h1, w1) = onset_frame.shape[:2], apex_frame.shape[:2]
+        res.notes.append(f"{_name(sample)}: apex frame {apex_path.name} is {w1}x{h1} px but onset frame "
+                         f"{sample.onset_path.name} is {w0}x{h0} px; each is resized to {img_size}x{img_size} on its own")
     res.apex = to_face(apex_frame, box, img_size)
     return res
 
 
 # --------------------------------------------------------------------------- cache files
 
-def _npy_header(img_size: int) -> bytes:
-    """The exact .npy header np.save writes for a (2, 3, S, S) uint8 array."""
+def npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    """The exact .npy header np.save writes for an array of this shape and dtype."""
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        buf, {"descr": "|u1", "fortran_order": False, "shape": (2, 3, img_size, img_size)})
+        buf, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": tuple(shape)})
     return buf.getvalue()
 
 
+def _npy_header(img_size: int) -> bytes:
+    """The exact .npy header np.save writes for a (2, 3, S, S) uint8 array."""
+    return npy_header((2, 3, img_size, img_size), "u1")
+
+
+def checksum(*parts) -> bytes:
+    """CRC-32 of the bytes of `parts` (C-contiguous arrays or bytes), as the trailer of a cache entry."""
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return crc.to_bytes(CHECKSUM_BYTES, "little")
+
+
 def _load_entry(path: Path, header: bytes, out_onset: np.ndarray,
-                out_apex: np.ndarray) -> list[str] | None:
-    """Copy a cached pair into the two (3, S, S) outputs; its notes, or None on a miss.
+                out_apex: np.ndarray) -> tuple[str, list[str]]:
+    """Copy a cached pair into the two (3, S, S) outputs: ('hit', its notes), ('miss', []) when
+    there is no entry, ('damaged', []) when it is truncated, foreign or fails its checksum.
 
     Hits are the common case and the cache is ours, so instead of np.load (header parsing
     dominated its cost) the file is checked against the one header np.save writes for
     this shape and the pixels are read straight into the result arrays.
     """
     n = out_onset.size
+    notes_path = path.with_suffix(".txt")
     try:
         with open(path, "rb") as f:
             # read straight into the result arrays: one copy of the pixels, not two
             if (f.read(len(header)) != header or f.readinto(out_onset.reshape(-1)) != n
-                    or f.readinto(out_apex.reshape(-1)) != n or f.read(1)):
-                return None  # damaged or foreign file
+                    or f.readinto(out_apex.reshape(-1)) != n):
+                return "damaged", []
+            stored = f.read(CHECKSUM_BYTES + 1)
+        text = notes_path.read_bytes() if notes_path.exists() else b""
+    except (FileNotFoundError, IsADirectoryError):
+        return "miss", []  # no entry (a folder in its place: saving it says so)
     except OSError:
-        return None  # missing or unreadable entry: recompute it
-    notes_path = path.with_suffix(".txt")
-    return notes_path.read_text(encoding="utf-8").splitlines() if notes_path.is_file() else []
+        return "damaged", []
+    if stored != checksum(out_onset.reshape(-1), out_apex.reshape(-1), text):
+        return "damaged", []
+    return "hit", text.decode("utf-8", "replace").splitlines()
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -344,10 +373,17 @@ def _save_entry(path: Path, onset: np.ndarray, apex: np.ndarray, notes: list[str
     # a plain .npy loads several times faster than an .npz (no zip layer); the rare notes
     # (warnings to replay on hits) go to a .txt beside it, written first so the .npy,
     # whose presence makes the hit, always finds them
+    # a trailing CRC-32 of pixels and notes lets a damaged entry be told from a good one
+    text = "\n".join(notes).encode("utf-8")
     if notes:
-        text = "\n".join(notes).encode("utf-8")
         _atomic_write(path.with_suffix(".txt"), lambda f: f.write(text))
-    _atomic_write(path, lambda f: np.save(f, np.stack([onset, apex])))
+    else:
+        path.with_suffix(".txt").unlink(missing_ok=True)
+
+    def write(f) -> None:
+        np.save(f, np.stack([onset, apex]))
+        f.write(checksum(np.ascontiguousarray(onset).reshape(-1), np.ascontiguousarray(apex).reshape(-1), text))
+    _atomic_write(path, write)
 
 
 def _worker_init() -> None:
@@ -385,11 +421,13 @@ def build_inputs(release: Release, *, img_size: int = 224, cache_dir: Path | Non
     for i, sample in enumerate(samples):
         path = cache / f"{cache_key(sample, img_size, method)}.npy"
         paths.append(path)
-        found = _load_entry(path, header, onset[i], apex[i])
-        if found is not None:
+        status, found = _load_entry(path, header, onset[i], apex[i])
+        if status == "hit":
             notes[i] = found
             bar.update(1)
         else:
+            if status == "damaged":
+                warnings.append(f"cache entry {path} is damaged (truncated or failing its checksum); rebuilt")
             todo.append(i)
 
     def finish(res: _Result) -> None:
@@ -399,7 +437,11 @@ def build_inputs(release: Release, *, img_size: int = 224, cache_dir: Path | Non
         if res.error is None:
             onset[res.index], apex[res.index] = res.onset, res.apex
             if writable:
-                _save_entry(paths[res.index], res.onset, res.apex, res.notes)
+                try:
+                    _save_entry(paths[res.index], res.onset, res.apex, res.notes)
+                except OSError as e:  # e.g. a folder where the entry belongs
+                    warnings.append(f"cache entry {paths[res.index]} cannot be written ({e.strerror or e}); "
+                                    f"{_name(samples[res.index])} is not cached")
         bar.update(1)
 
     try:
@@ -433,6 +475,11 @@ def build_inputs(release: Release, *, img_size: int = 224, cache_dir: Path | Non
     if len(keep) < len(samples):
         onset, apex = onset[keep], apex[keep]
     kept = [samples[i] for i in keep]
+    skipped = [e for e in errors if e]
+    if skipped:
+        check_enough([s.label for s in kept], [s.subject for s in kept], release.protocol,
+                     f"after skipping {len(skipped)} sample(s) whose frames cannot be read under "
+                     f"{release.frames_root or release.root}")
     return InputArrays(
         samples=kept,
         onset=onset,                                            # (N, 3, S, S)
@@ -442,4 +489,5 @@ def build_inputs(release: Release, *, img_size: int = 224, cache_dir: Path | Non
         warnings=warnings,
         cache_hits=len(samples) - len(todo),
         cache_misses=len(todo),
+        skipped=skipped,
     )

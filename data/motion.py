@@ -40,13 +40,13 @@ import numpy as np
 from tqdm import tqdm
 
 from data.errors import DataError
-from data.inputs import InputArrays, _atomic_write, default_cache_dir, writable_folder
+from data.inputs import CHECKSUM_BYTES, InputArrays, _atomic_write, checksum, default_cache_dir, npy_header, writable_folder
 
 MOTIONS = ("diff", "flow")
 FLOW_METHODS = ("tvl1", "farneback")
 
 # Bump when the flow computation or its channels change: old cache entries stop matching.
-MOTION_VERSION = 1
+MOTION_VERSION = 2          # 2: entries end with a CRC-32 of their values
 FLOW_PERCENT = 100.0       # u, v are given in percent of the face side
 STRAIN_SCALE = 10.0        # strain of 0.1 (10% stretch) -> 1.0
 # Per-channel sign to apply when a map is mirrored left-right (horizontal flip).
@@ -147,14 +147,33 @@ def flow_key(onset: np.ndarray, apex: np.ndarray, method: str) -> str:
     return h.hexdigest()[:40]
 
 
-def _load(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+def _load(path: Path, shape: tuple[int, ...]) -> tuple[str, np.ndarray | None]:
+    """('hit', float16 maps), ('miss', None) without an entry, ('damaged', None) for a
+    truncated or foreign entry or one failing its checksum."""
+    header = npy_header(shape, "f2")
     try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None  # missing or damaged entry: recompute it
-    if arr.shape != shape or arr.dtype != np.float16:
-        return None
-    return arr
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return "miss", None  # no entry (a folder in its place: saving it says so)
+    except OSError:
+        return "damaged", None
+    count = int(np.prod(shape))
+    if not data.startswith(header) or len(data) != len(header) + 2 * count + CHECKSUM_BYTES:
+        return "damaged", None
+    arr = np.frombuffer(data, np.float16, count=count, offset=len(header))
+    if data[-CHECKSUM_BYTES:] != checksum(arr):
+        return "damaged", None
+    return "hit", arr.reshape(shape)
+
+
+def _save(path: Path, maps: np.ndarray) -> None:
+    """Flow maps as float16 .npy followed by their CRC-32 (see _load)."""
+    half = np.ascontiguousarray(maps, dtype=np.float16)
+
+    def write(f) -> None:
+        np.save(f, half)
+        f.write(checksum(half.reshape(-1)))
+    _atomic_write(path, write)
 
 
 def motion_arrays(inputs: InputArrays, kind: str, cache_dir: Path | None = None,
@@ -189,7 +208,9 @@ def motion_arrays(inputs: InputArrays, kind: str, cache_dir: Path | None = None,
     for i in tqdm(range(n), desc="optical flow", unit="sample", disable=not progress):
         onset, apex = inputs.onset[i], inputs.apex[i]       # (3, S, S) uint8 each
         path = cache / f"{flow_key(onset, apex, method)}.npy"
-        cached = _load(path, (3, size, size)) if writable else None
+        status, cached = _load(path, (3, size, size)) if writable else ("miss", None)
+        if status == "damaged":
+            notices.append(f"cache entry {path} is damaged (truncated or failing its checksum); rebuilt")
         if cached is not None:
             out[i] = cached
             hits += 1
@@ -197,7 +218,10 @@ def motion_arrays(inputs: InputArrays, kind: str, cache_dir: Path | None = None,
         maps = flow_channels(solver(_grey(onset), _grey(apex)))
         out[i] = maps.astype(np.float16)   # the same values a later cache hit returns
         if writable:
-            _atomic_write(path, lambda f, m=maps: np.save(f, m.astype(np.float16)))
+            try:
+                _save(path, maps)
+            except OSError as e:  # e.g. a folder where the entry belongs
+                notices.append(f"cache entry {path} cannot be written ({e.strerror or e}); not cached")
     notices.append(f"motion: optical flow by {METHOD_LABELS[method]} at {size}x{size} px; "
                    f"{hits} of {n} from the cache")
     return out, notices

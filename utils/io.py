@@ -77,3 +77,10 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def error_text(exc: BaseException) -> str:
+    """'Type: first line of the message' of an exception, for one-line error messages."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0].split(". ")[0] if lines else ""  # some libraries add paragraphs of advice
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
