@@ -7,6 +7,7 @@ epoch) comes from its training subjects.
 from __future__ import annotations
 
 import math
+import pickle
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -17,13 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.errors import DataError
 from models import ModelConfig, build_model, compute_loss, cooccurrence_adjacency
-from utils.io import atomic_torch_save
+from utils.io import atomic_torch_save, error_text
 from utils.metrics import pooled_metrics
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-POSITION_GRID = 14  # the position branch sees the onset face at 14x14
 
 
 class TrainingError(RuntimeError):
@@ -35,9 +36,11 @@ class ReleaseTensors:
     """Model inputs of every sample, built once per run and kept on the device.
 
     motion: (N, 3, S, S) float32 motion map (difference image or flow)
-    face:   (N, 3, 14, 14) float32, ImageNet-normalised onset face at the position grid
+    face:   (N, 3, g, g) float32, ImageNet-normalised onset face at the position grid g
             (zeros when the dataset has no faces; the position branch is then off)
     labels: (N,) int64; au: (N, K) float32 multi-hot over the model's AU nodes
+    au_known: (N,) bool, True where the sample's AUs were coded (rows without coding are
+            left out of the AU loss and of the adjacency statistics)
     flip_signs: (1, 3, 1, 1) sign of each motion channel when a sample is mirrored
     """
 
@@ -45,20 +48,25 @@ class ReleaseTensors:
     face: torch.Tensor
     labels: torch.Tensor
     au: torch.Tensor
+    au_known: torch.Tensor
     subjects: list[str]
     names: list[str]
     flip_signs: torch.Tensor
+    datasets: list[str]           # (N,) each sample's dataset; empty for a single unnamed dataset
 
     @classmethod
     def from_arrays(cls, motion: np.ndarray, face: np.ndarray | None, labels: np.ndarray, au: np.ndarray,
-                    subjects: list[str], names: list[str], device: torch.device,
-                    flip_signs: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> "ReleaseTensors":
+                    subjects: list[str], names: list[str], device: torch.device, grid: int,
+                    flip_signs: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                    au_known: np.ndarray | None = None, datasets: list[str] | None = None) -> "ReleaseTensors":
+        """`grid`: the position branch's token grid (ModelConfig.grid); faces are pooled to it once.
+        `au_known` (N,) bool: which samples have AU coding (default: all)."""
         motion_t = torch.from_numpy(np.asarray(motion, dtype=np.float32)).to(device)  # (N, 3, S, S)
         if face is None:
-            face_t = torch.zeros(len(motion_t), 3, POSITION_GRID, POSITION_GRID, device=device)
+            face_t = torch.zeros(len(motion_t), 3, grid, grid, device=device)
         else:
             face_t = torch.from_numpy(face).to(device=device, dtype=torch.float32) / 255.0  # (N, 3, S, S)
-            face_t = F.adaptive_avg_pool2d(face_t, POSITION_GRID)  # (N, 3, 14, 14)
+            face_t = F.adaptive_avg_pool2d(face_t, grid)  # (N, 3, g, g)
             mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
             std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
             face_t = (face_t - mean) / std
@@ -67,9 +75,12 @@ class ReleaseTensors:
             face=face_t.contiguous(),
             labels=torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device),
             au=torch.from_numpy(np.asarray(au, dtype=np.float32)).to(device),
+            au_known=(torch.ones(len(motion_t), dtype=torch.bool) if au_known is None
+                      else torch.from_numpy(np.asarray(au_known, dtype=bool))).to(device),
             subjects=list(subjects),
             names=list(names),
             flip_signs=torch.tensor(flip_signs, dtype=torch.float32, device=device).view(1, 3, 1, 1),
+            datasets=list(datasets or []),
         )
 
     def indices(self, subjects: set[str]) -> torch.Tensor:
@@ -89,6 +100,7 @@ class TrainSettings:
     report_oracle: bool = False
     checkpoint_interval: float = 60.0  # seconds between fold checkpoints (the last epoch is always saved)
     pretrained: Path | None = None
+    class_balance: bool = False  # weight the cross-entropy by inverse class frequency of the fold's training set
     amp: bool = False  # bf16 autocast; only pays on GPUs with bf16 units
     compile: bool = False
 
@@ -122,6 +134,35 @@ def choose_validation_subjects(train_subjects: list[str], k: int, seed: int) -> 
     return sorted(train_subjects[i] for i in order[:k])
 
 
+def fold_subjects(subject: str, subjects: list[str], val_subjects: int, seed: int) -> tuple[list[str], list[str]]:
+    """(fitting, validation) subjects of the fold holding out `subject`; `seed` is the fold's seed."""
+    train = sorted(set(subjects) - {subject})
+    val = choose_validation_subjects(train, val_subjects, seed)
+    return [s for s in train if s not in val], val
+
+
+def untrainable(subject: str, data: "ReleaseTensors", settings: "TrainSettings", seed: int) -> str | None:
+    """Why the fold holding out `subject` could never reach the optimiser, or None.
+
+    `seed` is the run's seed. Batches of one sample are skipped (batch norm cannot train on
+    them), so a fold needs batches of 2 and at least 2 fitting samples.
+    """
+    if settings.batch_size < 2:
+        return f"--batch_size {settings.batch_size}: batches of one sample are skipped, so nothing would train"
+    fit, val = fold_subjects(subject, data.subjects, settings.val_subjects, fold_seed(seed, subject))
+    n = len(data.indices(set(fit)))
+    if n < 2:
+        return (f"fold {subject} would train on {n} sample(s) ({len(fit)} subject(s) left after "
+                f"--val-subjects {settings.val_subjects}); at least 2 are needed")
+    return None
+
+
+def balanced_class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C,) weights n / (C * n_c) of a training set's labels (scikit-learn's 'balanced'); 0 for an absent class."""
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    return torch.where(counts > 0, len(labels) / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+
+
 def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -132,17 +173,121 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.o
     raise ValueError(f"unknown optimizer {name!r}")
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The named tensors of a weights file: a state dict, or a checkpoint holding one under 'model'.
+
+    TrainingError, saying what the file holds instead, for anything else.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            raise TrainingError("holds Python objects that weights-only loading refuses; "
+                                "save model.state_dict() instead") from None
+        raise TrainingError(f"not a PyTorch weights file ({error_text(e)})") from None
+    except Exception as e:  # a foreign or damaged file fails in many ways (zip, pickle, EOF, keys)
+        raise TrainingError(f"not a PyTorch weights file ({error_text(e)})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise TrainingError(f"holds a {type(state).__name__}, not a mapping of tensor names to tensors")
+    for name, value in state.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise TrainingError(f"entry {name!r} is not a named tensor (a {type(value).__name__})")
+    return state
+
+
 def load_pretrained(model: torch.nn.Module, path: Path) -> tuple[int, int]:
     """Copy every tensor of `path` whose name and shape match; returns (loaded, total)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
+    state = read_weights(path)
     own = model.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matched:
         raise TrainingError("no tensor matches this model's parameter names and shapes")
+    for name, value in matched.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise TrainingError(f"tensor {name} holds NaN or infinite values")
     model.load_state_dict(matched, strict=False)
     return len(matched), len(own)
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "subject")
+
+
+def _state_problem(name: str, state: object, own: dict[str, torch.Tensor]) -> str | None:
+    """What keeps `state` from being loaded into a model whose state dict is `own`, or None."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return f"'{name}' is not a mapping of tensor names to tensors"
+    missing, unknown = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unknown:
+        return (f"'{name}' holds other tensors than this model "
+                f"({len(missing)} missing{', e.g. ' + missing[0] if missing else ''}; {len(unknown)} unknown)")
+    for key, value in state.items():
+        if value.shape != own[key].shape:
+            return f"'{name}' tensor {key} has shape {tuple(value.shape)}, the model's is {tuple(own[key].shape)}"
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            return f"'{name}' tensor {key} holds NaN or infinite values"
+    return None
+
+
+def _optimizer_problem(state: object, model: torch.nn.Module) -> str | None:
+    if not (isinstance(state, dict) and isinstance(state.get("state"), dict)
+            and isinstance(state.get("param_groups"), list)):
+        return "'optimizer' is not an optimiser state"
+    shapes = [p.shape for p in model.parameters()]
+    for index, entry in state["state"].items():
+        if not (isinstance(index, int) and 0 <= index < len(shapes) and isinstance(entry, dict)):
+            return f"'optimizer' has state for parameter {index!r}, which this model lacks"
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != shapes[index]:
+                return (f"'optimizer' {key} of parameter {index} has shape {tuple(value.shape)}, "
+                        f"the parameter's is {tuple(shapes[index])}")
+    return None
+
+
+def checkpoint_problem(ckpt: object, model: torch.nn.Module, subject: str, epochs: int) -> str | None:
+    """What is wrong with a fold checkpoint for this run's fold `subject` and `model`, or None."""
+    if not isinstance(ckpt, dict):
+        return f"not a checkpoint (a {type(ckpt).__name__}, not a mapping)"
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        return f"missing key(s) {', '.join(missing)}"
+    if ckpt["subject"] != subject:
+        return f"belongs to fold {ckpt['subject']!r}, not {subject!r}"
+    epoch = ckpt["epoch"]
+    if not (isinstance(epoch, int) and not isinstance(epoch, bool) and 1 <= epoch <= epochs):
+        return f"'epoch' {epoch!r} is not an epoch of 1..{epochs}"
+    own = model.state_dict()
+    problem = _state_problem("model", ckpt["model"], own) or _optimizer_problem(ckpt["optimizer"], model)
+    if problem:
+        return problem
+    if not isinstance(ckpt["scheduler"], dict):
+        return "'scheduler' is not a scheduler state"
+    best = ckpt.get("best", {"state": None, "epoch": 0, "score": -math.inf})
+    if not (isinstance(best, dict) and {"state", "epoch", "score"} <= set(best)):
+        return "'best' is not a best-epoch record"
+    if best["state"] is not None and (problem := _state_problem("best", best["state"], own)):
+        return problem
+    if not isinstance(ckpt.get("oracle_preds", []), list):
+        return "'oracle_preds' is not a list"
+    return None
+
+
+def read_checkpoint(path: Path, model: torch.nn.Module, subject: str, epochs: int,
+                    device: torch.device | str = "cpu") -> dict:
+    """The checkpoint of fold `subject` at `path`, checked against `model` and the schedule.
+
+    DataError naming the file when it is damaged or belongs to something else.
+    """
+    hint = f"delete it to restart fold {subject}"
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # a damaged file fails in many ways (zip, pickle, EOF, keys)
+        raise DataError(f"checkpoint {path}: cannot be read ({error_text(e)}); {hint}") from None
+    problem = checkpoint_problem(ckpt, model, subject, epochs)
+    if problem:
+        raise DataError(f"checkpoint {path}: {problem}; {hint}")
+    return ckpt
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -158,7 +303,8 @@ def _random_flip(x: torch.Tensor, flip: torch.Tensor, signs: torch.Tensor | None
 
 def train_one_epoch(model: torch.nn.Module, data: ReleaseTensors, train_idx: torch.Tensor,
                     motion_scale: torch.Tensor, optimizer: torch.optim.Optimizer, cfg: ModelConfig,
-                    settings: TrainSettings, generator: torch.Generator, device: torch.device) -> dict:
+                    settings: TrainSettings, generator: torch.Generator, device: torch.device,
+                    class_weights: torch.Tensor | None = None) -> dict:
     """One pass over the training samples in a random order; returns mean loss and accuracy."""
     model.train()
     order = torch.randperm(len(train_idx), generator=generator).to(device)
@@ -175,12 +321,12 @@ def train_one_epoch(model: torch.nn.Module, data: ReleaseTensors, train_idx: tor
             continue
         flip = flips[start:start + len(idx)]
         motion = _random_flip(data.motion[idx], flip, data.flip_signs) / motion_scale  # (B, 3, S, S)
-        face = _random_flip(data.face[idx], flip)                      # (B, 3, 14, 14)
+        face = _random_flip(data.face[idx], flip)                      # (B, 3, g, g)
         labels = data.labels[idx]
         with _autocast(device, settings.amp):
             outputs = model(motion, face)
         loss, parts = compute_loss({k: (v.float() if v is not None else None) for k, v in outputs.items()},
-                                   labels, data.au[idx], cfg)
+                                   labels, data.au[idx], cfg, class_weights, data.au_known[idx])
         if not math.isfinite(parts["total"]):  # compute_loss has read the value already: no extra wait
             raise TrainingError(f"the training loss became {parts['total']}; try a lower --lr")
         optimizer.zero_grad(set_to_none=True)
@@ -215,15 +361,18 @@ def run_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: Tra
     re-seeds its own random streams, so a resumed fold is identical to an unbroken one.
     """
     started = time.time()
+    problem = untrainable(subject, data, settings, seed)
+    if problem:
+        raise TrainingError(problem)
     seed = fold_seed(seed, subject)
-    train_subjects = sorted(set(data.subjects) - {subject})
-    val_subjects = choose_validation_subjects(train_subjects, settings.val_subjects, seed)
-    fit_subjects = set(train_subjects) - set(val_subjects)
-    train_idx, test_idx = data.indices(fit_subjects), data.indices({subject})
+    fit_subjects, val_subjects = fold_subjects(subject, data.subjects, settings.val_subjects, seed)
+    train_idx, test_idx = data.indices(set(fit_subjects)), data.indices({subject})
     val_idx = data.indices(set(val_subjects))
 
     # Fold statistics from the training samples only.
-    adjacency = cooccurrence_adjacency(data.au[train_idx].cpu(), cfg.adj_threshold, cfg.adj_reweight)
+    coded_idx = train_idx[data.au_known[train_idx]]
+    adjacency = cooccurrence_adjacency(data.au[coded_idx].cpu(), cfg.adj_threshold, cfg.adj_reweight)
+    class_weights = balanced_class_weights(data.labels[train_idx], cfg.num_classes) if settings.class_balance else None
     motion_scale = data.motion[train_idx].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)  # (1, 3, 1, 1)
 
     torch.manual_seed(seed)
@@ -239,10 +388,14 @@ def run_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: Tra
     start_epoch, best = 0, {"score": -math.inf, "epoch": 0, "state": None}
     oracle_preds: list[list[int]] = []
     if checkpoint_path.exists():
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        ckpt = read_checkpoint(checkpoint_path, model, subject, settings.epochs, device)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise DataError(f"checkpoint {checkpoint_path}: does not fit this run ({error_text(e)}); "
+                            f"delete it to restart fold {subject}") from None
         start_epoch = ckpt["epoch"]
         best = ckpt.get("best", best)
         oracle_preds = ckpt.get("oracle_preds", [])
@@ -252,7 +405,8 @@ def run_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: Tra
         t0 = time.time()
         torch.manual_seed(seed + 7919 * (epoch + 1))  # dropout and friends, per epoch
         generator = torch.Generator().manual_seed(seed + epoch)
-        stats = train_one_epoch(step_model, data, train_idx, motion_scale, optimizer, cfg, settings, generator, device)
+        stats = train_one_epoch(step_model, data, train_idx, motion_scale, optimizer, cfg, settings, generator, device,
+                                class_weights)
         scheduler.step()
         record = {"fold": subject, "epoch": epoch + 1, "train_loss": round(stats["loss"], 5),
                   "train_acc": round(stats["acc"], 4), "lr": optimizer.param_groups[0]["lr"]}
@@ -279,6 +433,9 @@ def run_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: Tra
         model.load_state_dict(best["state"])
         selected_epoch = best["epoch"]
     probs = evaluate(model, data, test_idx, motion_scale, settings, device)
+    if not torch.isfinite(probs).all():  # never let NaN reach a result file
+        raise TrainingError(f"the predictions for {subject} are not finite (NaN or inf); "
+                            "nothing was written for this fold; try a lower --lr")
     return FoldResult(
         subject=subject,
         indices=test_idx.tolist(),

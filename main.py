@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
+import os
 import sys
 from collections import Counter
 from dataclasses import asdict
@@ -15,26 +17,54 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from data.errors import DataError
 from data.arrays import ModelArrays, motion_map_arrays, release_arrays
-from data.inputs import default_cache_dir
-from data.motion import MOTIONS
+from data.inputs import PREPROCESS_VERSION, default_cache_dir
+from data.motion import MOTION_VERSION, MOTIONS, default_flow_method
 from data.motion_maps import MotionMapData, is_motion_map_folder, load_motion_maps
 from data.protocols import PROTOCOLS, Protocol, get_protocol
-from data.release import Release, au_multi_hot, aus_outside, load_release
-from engine import ReleaseTensors, TrainingError, TrainSettings, load_pretrained, run_fold
-from models import ModelConfig, build_model
+from data.release import Release, aus_outside, load_release
+from engine import (ReleaseTensors, TrainingError, TrainSettings, load_pretrained, read_checkpoint, run_fold,
+                    untrainable)
+from models import ARCHS, MIN_IMG_SIZE, ModelConfig, build_model
 from utils.distributed import DistInfo, assign_folds, barrier, init_distributed, shutdown, threads_per_process
-from utils.io import append_jsonl, read_json, read_yaml, write_json, write_yaml
-from utils.report import format_table, write_results
+from utils.io import append_jsonl, error_text, read_json, read_yaml, write_json, write_yaml
+from utils.paths import blocking_file, run_checkpoint_dir, write_problem
+from utils.report import aggregate_seeds, format_seed_table, format_table, write_results
+from utils.run_state import (SAMPLES_FILE, check_samples, checkpoint_path, fold_result_path, read_fold_result,
+                             sample_fingerprint)
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 LAYOUT_CHOICES = ("cropped", "cropped-updated", "raw", "simple")
 # Flags that may differ when a run is resumed: they change where or how fast it runs, not its results.
 RUNTIME_FLAGS = {"resume", "device", "workers", "checkpoint_interval", "eval_batch_size", "compile", "threads"}
 PATH_FLAGS = {"raf_path", "sheet", "cache_dir", "output", "pretrained", "checkpoint_dir", "resume"}
+# Flags that may be given again on --resume to point elsewhere (a full or unwritable disk); else the saved value holds.
+RELOCATABLE_FLAGS = {"checkpoint_dir", "cache_dir"}
+# Files whose presence marks a folder as holding a run.
+RUN_FILES = ("args.yaml", SAMPLES_FILE, "folds", "summary.json")
+CPUS = os.cpu_count() or 1
+# Every numeric flag: (flag, lowest, highest[, why]); a value must be finite and within the bounds.
+NUMBER_RANGES = {
+    "batch_size": ("--batch_size", 2, 100_000, "batch norm cannot train on a batch of one sample"),
+    "eval_batch_size": ("--eval-batch-size", 1, 100_000),
+    "epochs": ("--epochs", 1, 100_000),
+    "img_size": ("--img-size", 1, 2048),                # the lower bound is the model's (MIN_IMG_SIZE)
+    "seed": ("--seed", 0, 2**31 - 1),
+    "val_subjects": ("--val-subjects", 0, 100_000),     # the dataset sets the real bound (check_trainable)
+    "workers": ("--workers", 0, CPUS),
+    "threads": ("--threads", 0, CPUS),
+    "embed_dim": ("--embed-dim", 1, 8192),
+    "vit_depth": ("--vit-depth", 1, 64),
+    "vit_heads": ("--vit-heads", 1, 256),
+    "lr": ("--lr", 1e-12, 10.0),
+    "weight_decay": ("--weight-decay", 0.0, 1.0),
+    "au_loss_weight": ("--au-loss-weight", 0.0, 1000.0),
+    "checkpoint_interval": ("--checkpoint-interval", 0.0, 1e7),
+}
 # --demo: a small synthetic release and a short schedule that ends in minutes on 2 CPU cores.
 DEMO_RELEASE = dict(subjects=8, per_subject=12, size=(72, 84), seed=0)
 DEMO_SETTINGS = dict(epochs=12, img_size=64, embed_dim=128, vit_depth=1)
@@ -44,8 +74,22 @@ class UsageError(Exception):
     """A flag value that cannot work; the message names the flag."""
 
 
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as a UsageError: one `error:` line, exit status 2, no usage dump."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def path_value(text: str) -> Path:
+    """A path flag's value; an empty one is refused (Path('') would silently mean '.')."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return Path(text)
+
+
 def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=f"AM-GCN, leave-one-subject-out on CASME II ({protocol} protocol).",
+    p = CommandLineParser(description=f"AM-GCN, leave-one-subject-out on CASME II ({protocol} protocol).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--raf_path", "--raf-path", type=Path, help="CASME II release folder (sheet + frame folders)")
@@ -70,7 +114,11 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int, default=defaults["epochs"], help="fixed schedule; the last epoch is tested")
     g.add_argument("--weight-decay", type=float, default=defaults.get("weight_decay", 1e-4))
     g.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=defaults.get("optimizer", "adam"))
+    g.add_argument("--class-balance", action="store_true",
+                   help="weight the loss by inverse class frequency of each fold's training set")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seeds", type=seed_list,
+                   help="one full LOSO per seed, e.g. 0,1,2, in <output>/seed<N>/, then mean and sd over seeds")
     g.add_argument("--folds", help="held-out subjects to run, e.g. sub01,sub05 or 1,5 (default: all)")
     g.add_argument("--val-subjects", type=int, default=0,
                    help="hold out K training subjects per fold and test the epoch best on them")
@@ -85,13 +133,18 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays on GPUs, not on CPUs)")
 
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=("amgcn", "mmnet"), default="amgcn", help="mmnet = position + motion only")
+    g.add_argument("--model", choices=ARCHS, default="amgcn",
+                   help="mmnet = position + motion only; linear = one linear layer on the motion map (the floor)")
     g.add_argument("--no-pos", action="store_true", help="drop the position (ViT) branch")
     g.add_argument("--no-gcn", action="store_true", help="drop the AU graph branch (and AA)")
     g.add_argument("--no-aa", action="store_true", help="drop the AU attention module")
     g.add_argument("--no-sa", action="store_true", help="drop the stacked attention module")
     g.add_argument("--au-loss-weight", type=float, default=0.5, help="weight of the auxiliary AU loss")
-    g.add_argument("--embed-dim", type=int, default=512, help="width of the position branch's ViT")
+    g.add_argument("--width", type=float, default=1.0,
+                   help="scales the motion branch's channels (128, 128, 256, 512 at 1.0)")
+    g.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier and in the graph")
+    g.add_argument("--embed-dim", type=int,
+                   help="width of the position branch's ViT (default: the motion width at 224 px, a quarter below)")
     g.add_argument("--vit-depth", type=int, default=2, help="ViT blocks in the position branch")
     g.add_argument("--vit-heads", type=int, default=4, help="attention heads per ViT block")
 
@@ -102,6 +155,9 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-interval", type=float, default=60.0,
                    help="seconds between fold checkpoints (the last epoch is always saved)")
     g.add_argument("--resume", type=Path, help="run folder of a killed run to finish")
+    for action in p._actions:  # every path flag refuses an empty value
+        if action.type is Path:
+            action.type = path_value
     return p
 
 
@@ -113,23 +169,33 @@ def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[
     return set(vars(probe.parse_args(argv)))
 
 
+def check_numbers(args: argparse.Namespace, dests: set[str] | None = None) -> None:
+    """Every numeric flag (or those in `dests`) finite and within NUMBER_RANGES."""
+    for dest, (flag, low, high, *why) in NUMBER_RANGES.items():
+        value = getattr(args, dest, None)
+        if value is None or (dests is not None and dest not in dests):
+            continue  # an optional flag left to its automatic value
+        if not (math.isfinite(value) and low <= value <= high):
+            kind = "an integer" if isinstance(low, int) else "a finite number"
+            raise UsageError(f"{flag} must be {kind} from {low} to {high}, got {value}"
+                             + (f" ({why[0]})" if why else ""))
+
+
 def check_args(args: argparse.Namespace) -> None:
-    positive = {"batch_size": "--batch_size", "epochs": "--epochs", "img_size": "--img-size",
-                "eval_batch_size": "--eval-batch-size"}
-    for dest, flag in positive.items():
-        if getattr(args, dest) < 1:
-            raise UsageError(f"{flag} must be at least 1, got {getattr(args, dest)}")
-    if not args.lr > 0 or args.lr != args.lr:
-        raise UsageError(f"--lr must be a positive number, got {args.lr}")
-    if args.weight_decay < 0:
-        raise UsageError(f"--weight-decay must not be negative, got {args.weight_decay}")
-    if args.img_size < 32 or args.img_size % 16:
-        raise UsageError(f"--img-size must be a multiple of 16 and at least 32, got {args.img_size}")
-    if args.embed_dim < 1 or args.vit_depth < 1 or args.vit_heads < 1 or args.embed_dim % args.vit_heads:
+    check_numbers(args)
+    if args.img_size < MIN_IMG_SIZE:
+        raise UsageError(f"--img-size must be at least {MIN_IMG_SIZE}, got {args.img_size}")
+    embed_dim = args.embed_dim if args.embed_dim is not None else args.vit_heads
+    if embed_dim < 1 or args.vit_depth < 1 or args.vit_heads < 1 or embed_dim % args.vit_heads:
         raise UsageError(f"--embed-dim ({args.embed_dim}) must be a positive multiple of --vit-heads "
                          f"({args.vit_heads}), and --vit-depth at least 1")
-    if args.workers < 0 or args.val_subjects < 0 or args.threads < 0:
-        raise UsageError("--workers, --val-subjects and --threads must not be negative")
+    if not 0 < args.width <= 4:
+        raise UsageError(f"--width must be in (0, 4], got {args.width}")
+    if not 0 <= args.dropout < 1:
+        raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.folds is not None and not any(t.strip() for t in args.folds.split(",")):
+        raise UsageError(f"--folds {args.folds!r} names no subject; give e.g. sub01,sub05 or 1,5, "
+                         "or leave --folds out to run every fold")
     if args.pretrained is not None and not args.pretrained.is_file():
         raise UsageError(f"--pretrained {args.pretrained}: no such file")
     if args.raf_path is None and not args.demo:
@@ -150,11 +216,12 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
 
 
 def select_folds(spec: str | None, subjects: list[str]) -> list[str]:
-    if not spec:
+    if spec is None:
         return list(subjects)
     chosen = []
     for token in (t.strip() for t in spec.split(",") if t.strip()):
-        name = f"sub{int(token):02d}" if token.isdigit() else token
+        # a subject as the dataset names it ('006', 'samm/006'), or CASME II's number ('1' -> 'sub01')
+        name = f"sub{int(token):02d}" if token.isdigit() and token not in subjects else token
         if name not in subjects:
             raise UsageError(f"--folds: subject {token!r} has no samples in this protocol "
                              f"(subjects: {', '.join(subjects)})")
@@ -178,8 +245,13 @@ def print_dataset(dataset: Release | MotionMapData, folds: list[str]) -> None:
         print("left out by the protocol: " + ", ".join(f"{e} {n}" for e, n in sorted(dataset.excluded.items())))
     print("samples per subject: " + ", ".join(f"{s} {per_subject[s]}" for s in sorted(per_subject)))
     print(f"LOSO folds ({len(folds)}): " + ", ".join(folds))
+    if isinstance(dataset, MotionMapData) and any(dataset.datasets):
+        print("samples per dataset: " + ", ".join(f"{d} {n}" for d, n in sorted(Counter(dataset.datasets).items())))
     if au_sets is not None:
-        outside = aus_outside(au_sets, ModelConfig().aus)
+        coded = [a for a in au_sets if a is not None]
+        if len(coded) < len(au_sets):
+            print(f"AU-coded samples: {len(coded)} of {len(au_sets)} (the others are left out of the AU loss)")
+        outside = aus_outside(coded, ModelConfig().aus)
         print("AUs outside the graph's nodes (not used as labels): "
               + (", ".join(f"AU{au} {n}" for au, n in outside.items()) or "none"))
     for w in dataset.warnings:
@@ -196,8 +268,12 @@ def demo_release() -> Path:
     root = default_cache_dir() / "demo-release-v1"
     if not (root / ".complete").exists():
         print(f"building the synthetic demo release in {root} ...")
-        generate_release(root, layout="cropped", **DEMO_RELEASE)
-        (root / ".complete").touch()
+        try:
+            generate_release(root, layout="cropped", **DEMO_RELEASE)
+            (root / ".complete").touch()
+        except OSError as e:
+            source = "AMGCN_CACHE" if os.environ.get("AMGCN_CACHE") else "cache folder"
+            raise UsageError(f"{source} {default_cache_dir()}: cannot hold the demo release ({error_text(e)})") from None
     return root
 
 
@@ -229,7 +305,7 @@ def model_arrays(args: argparse.Namespace, dataset: Release | MotionMapData, inf
 def model_config(args: argparse.Namespace, num_classes: int, arrays: ModelArrays) -> ModelConfig:
     use_pos = not args.no_pos
     au_loss_weight = args.au_loss_weight
-    if arrays.face is None and use_pos:
+    if arrays.face is None and use_pos and args.model != "linear":
         emit("notice: the dataset has no faces; the position branch is switched off")
         use_pos = False
     if arrays.aus is None and not args.no_gcn and args.model == "amgcn":
@@ -238,8 +314,8 @@ def model_config(args: argparse.Namespace, num_classes: int, arrays: ModelArrays
         au_loss_weight = 0.0
     return ModelConfig(num_classes=num_classes, img_size=args.img_size, arch=args.model, use_pos=use_pos,
                        use_gcn=not args.no_gcn, use_aa=not args.no_aa, use_sa=not args.no_sa,
-                       au_loss_weight=au_loss_weight, embed_dim=args.embed_dim, vit_depth=args.vit_depth,
-                       vit_heads=args.vit_heads)
+                       au_loss_weight=au_loss_weight, width=args.width, dropout=args.dropout,
+                       embed_dim=args.embed_dim, vit_depth=args.vit_depth, vit_heads=args.vit_heads)
 
 
 def emit(line: str) -> None:
@@ -259,33 +335,37 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
         return 0
 
     run_dir = args.output
-    ckpt_dir = args.checkpoint_dir / run_dir.name
-    if args.resume is None and info.is_main:  # a new run must not pick up another run's files
-        if (run_dir / "args.yaml").exists():
-            raise UsageError(f"--output {run_dir} already holds a run; continue it with --resume {run_dir} "
-                             "or choose another --output")
-        if any(ckpt_dir.glob("*.pt")):
-            raise UsageError(f"{ckpt_dir} holds checkpoints of an earlier run named {run_dir.name!r}; "
-                             "remove them or choose another --output")
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_yaml(run_dir / "args.yaml", args_record(args))
+    ckpt_dir = run_checkpoint_dir(args.checkpoint_dir, run_dir)
+    if info.is_main:  # before any work: every folder the run writes must take files
+        check_run_folders(args, dataset, ckpt_dir)
     arrays = model_arrays(args, dataset, info)
     for note in arrays.notices if info.is_main else []:
         emit(note if note.startswith(("motion:", "notice:")) else f"warning: {note}")
+    if arrays.skipped and info.is_main:  # each skip is also among the warnings above
+        emit(f"skipped samples: {len(arrays.skipped)}")
+    folds = tested_folds(folds, arrays.subjects, requested=args.folds is not None)
 
     cfg = model_config(args, len(protocol.classes), arrays)
-    au = au_multi_hot(arrays.aus or [frozenset()] * len(arrays.labels), cfg.aus)
+    au, au_known = arrays.au_targets(cfg.aus)
     data = ReleaseTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects,
-                                      arrays.names, device, flip_signs=arrays.flip_signs)
-    folds = [s for s in folds if s in set(data.subjects)]
+                                      arrays.names, device, cfg.grid, flip_signs=arrays.flip_signs,
+                                      au_known=au_known, datasets=arrays.datasets)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, optimizer=args.optimizer,
                              eval_batch_size=args.eval_batch_size, val_subjects=args.val_subjects,
                              report_oracle=args.report_oracle, checkpoint_interval=args.checkpoint_interval,
-                             pretrained=args.pretrained, amp=device.type == "cuda", compile=args.compile)
+                             pretrained=args.pretrained, class_balance=args.class_balance,
+                             amp=device.type == "cuda", compile=args.compile)
+    for subject in folds:  # a fold that could never take a step is a flag error, found before any training
+        problem = untrainable(subject, data, settings, args.seed)
+        if problem:
+            raise UsageError(problem)
     if args.pretrained is not None and info.is_main:
         report_pretrained(args.pretrained, cfg)
+    if info.is_main:
+        fingerprint = sample_fingerprint(arrays.subjects, arrays.names, arrays.labels, protocol.classes,
+                                         data_settings(args, dataset))
+        prepare_run_folder(args, ckpt_dir, fingerprint, folds, data, cfg)
     costs = {s: float(sum(1 for t in data.subjects if t != s)) for s in folds}
     shares = assign_folds(costs, info.world_size)
     if info.is_main:
@@ -297,7 +377,115 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     run_folds(shares[info.rank], folds, data, cfg, settings, args, ckpt_dir, device, info)
     barrier(info)
     if info.is_main:
-        report(folds, data, cfg, protocol, args)
+        report(folds, data, cfg, protocol, args, skipped=arrays.skipped)
+    return 0
+
+
+def check_run_folders(args: argparse.Namespace, dataset: Release | MotionMapData, ckpt_dir: Path) -> None:
+    """UsageError, naming the path and why, when a folder the run writes cannot take files or
+    already holds another run's; nothing is written before these checks pass."""
+    run_dir = args.output
+    for flag, given, folder in (("--output", run_dir, run_dir), ("--checkpoint-dir", args.checkpoint_dir, ckpt_dir)):
+        problem = write_problem(folder)
+        if problem:
+            raise UsageError(f"{flag} {given}: {problem}")
+    if isinstance(dataset, Release):  # only a release is preprocessed into the cache
+        cache = args.cache_dir if args.cache_dir is not None else default_cache_dir()
+        source = "--cache-dir" if args.cache_dir is not None else \
+            ("AMGCN_CACHE" if os.environ.get("AMGCN_CACHE") else "cache folder")
+        blocker = blocking_file(cache)
+        if blocker is not None:
+            raise UsageError(f"{source} {cache}: {blocker} is a file, not a folder")
+    if args.resume is None:  # a new run must not pick up another run's files
+        held = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if held:
+            raise UsageError(f"--output {run_dir} already holds a run ({', '.join(held)}); continue it with "
+                             f"--resume {run_dir} or choose another --output")
+        if any(ckpt_dir.glob("*.pt")):
+            raise UsageError(f"{ckpt_dir} holds checkpoints of an earlier run in {run_dir}; "
+                             "remove them or choose another --output")
+
+
+def tested_folds(folds: list[str], subjects: list[str], requested: bool) -> list[str]:
+    """The folds left once unreadable samples are skipped; a --folds subject that lost all is an error."""
+    present = set(subjects)
+    lost = [s for s in folds if s not in present]
+    if lost and requested:
+        raise UsageError(f"--folds: every sample of {', '.join(lost)} was skipped (see the warnings above)")
+    return [s for s in folds if s in present]
+
+
+def data_settings(args: argparse.Namespace, dataset: Release | MotionMapData) -> dict:
+    """The settings that decide the arrays a run trains on, for its data fingerprint."""
+    settings = {"protocol": args.protocol, "motion": args.motion, "img_size": args.img_size}
+    if isinstance(dataset, MotionMapData):
+        return {**settings, "dataset": "motion maps"}
+    settings.update(dataset="release", layout=dataset.layout, preprocess_version=PREPROCESS_VERSION)
+    if args.motion == "flow":
+        settings.update(flow_method=default_flow_method(), motion_version=MOTION_VERSION)
+    return settings
+
+
+def prepare_run_folder(args: argparse.Namespace, ckpt_dir: Path, fingerprint: dict, folds: list[str],
+                       data: ReleaseTensors, cfg: ModelConfig) -> None:
+    """Check what a resumed run folder holds against this run (data, fold results, checkpoints),
+    then record the arguments and, for a new run, the data fingerprint."""
+    run_dir = args.output
+    if args.resume is not None:
+        has_results = any((run_dir / "folds").glob("*.json")) or any(ckpt_dir.glob("*.pt"))
+        check_samples(run_dir, fingerprint, has_results)
+        model = None
+        for subject in folds:
+            result_file, ckpt = fold_result_path(run_dir, subject), checkpoint_path(ckpt_dir, subject)
+            if result_file.exists():
+                read_fold_result(result_file, subject, data.indices({subject}).tolist(), cfg.num_classes,
+                                 args.epochs)
+            elif ckpt.exists():
+                model = model or build_model(cfg)
+                read_checkpoint(ckpt, model, subject, args.epochs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml(run_dir / "args.yaml", args_record(args))
+    if args.resume is None:
+        check_samples(run_dir, fingerprint, has_results=False)
+
+
+def seed_list(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2] (argparse type of --seeds)."""
+    try:
+        seeds = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct and not negative, got {text!r}")
+    return seeds
+
+
+def run_seeds(args: argparse.Namespace, info: DistInfo) -> int:
+    """One full LOSO per seed in <output>/seed<N>/ (each a complete run folder), then the
+    aggregate of their summaries in <output>/summary.json; a killed run resumes seed by seed."""
+    parent = args.output
+    if args.dry_run:
+        return run(args, info)
+    if info.is_main:
+        if args.resume is None and (parent / "args.yaml").exists():
+            raise UsageError(f"--output {parent} already holds a run; continue it with --resume {parent} "
+                             "or choose another --output")
+        parent.mkdir(parents=True, exist_ok=True)
+        write_yaml(parent / "args.yaml", args_record(args))
+    for seed in args.seeds:
+        sub = copy.copy(args)
+        sub.seed, sub.seeds, sub.output = seed, None, parent / f"seed{seed}"
+        sub.resume = sub.output if (sub.output / "args.yaml").exists() else None
+        if info.is_main:
+            emit(f"seed {seed}: {sub.output}")
+        run(sub, info)
+        barrier(info)
+    if info.is_main:
+        summaries = {s: read_json(parent / f"seed{s}" / "summary.json") for s in args.seeds}
+        aggregate = aggregate_seeds(summaries)
+        write_json(parent / "summary.json", aggregate)
+        print(format_seed_table(aggregate))
+        print(f"results in {parent}")
     return 0
 
 
@@ -316,7 +504,7 @@ def run_folds(mine: list[str], folds: list[str], data: ReleaseTensors, cfg: Mode
     run_dir = args.output
     show_bars = sys.stderr.isatty() and info.is_main
     for subject in tqdm(mine, desc="folds", disable=not show_bars, position=0):
-        fold_file = run_dir / "folds" / f"{subject}.json"
+        fold_file = fold_result_path(run_dir, subject)
         if fold_file.exists():
             continue
         bar = tqdm(total=args.epochs, desc=subject, disable=not show_bars, position=1, leave=False)
@@ -331,7 +519,7 @@ def run_folds(mine: list[str], folds: list[str], data: ReleaseTensors, cfg: Mode
                  f"loss {record['train_loss']:.4f} acc {record['train_acc']:.3f}{extra} {record['seconds']:.1f}s")
 
         try:
-            result = run_fold(subject, data, cfg, settings, args.seed, device, ckpt_dir / f"{subject}.pt",
+            result = run_fold(subject, data, cfg, settings, args.seed, device, checkpoint_path(ckpt_dir, subject),
                               args_record(args), on_epoch=on_epoch)
         except TrainingError as e:
             raise TrainingError(f"rank {info.rank}, fold {subject}: {e}") from None
@@ -341,18 +529,22 @@ def run_folds(mine: list[str], folds: list[str], data: ReleaseTensors, cfg: Mode
 
 
 def report(folds: list[str], data: ReleaseTensors, cfg: ModelConfig, protocol: Protocol,
-           args: argparse.Namespace) -> None:
-    """Pool every fold's result file into the run folder's files and print the table."""
+           args: argparse.Namespace, skipped: Sequence[str] = ()) -> None:
+    """Pool every fold's result file into the run folder's files and print the table.
+
+    `skipped`: why each sample left out of the run was skipped (recorded in summary.json).
+    """
     run_dir = args.output
-    missing = [s for s in folds if not (run_dir / "folds" / f"{s}.json").exists()]
+    missing = [s for s in folds if not fold_result_path(run_dir, s).exists()]
     if missing:
         raise TrainingError(f"folds without results: {', '.join(missing)}; no summary written")
-    fold_results = [read_json(run_dir / "folds" / f"{s}.json") for s in folds]
+    fold_results = [read_fold_result(fold_result_path(run_dir, s), s, data.indices({s}).tolist(), cfg.num_classes,
+                                     args.epochs) for s in folds]
     extra = {"protocol": protocol.name, "model": cfg.arch, "folds": folds, "epochs": args.epochs,
              "selection": f"best of {args.val_subjects} validation subjects" if args.val_subjects else "last epoch",
-             "model_config": asdict(cfg)}
+             "model_config": asdict(cfg), "skipped": list(skipped)}
     summary, fold_rows = write_results(run_dir, fold_results, data.labels.tolist(), data.subjects, data.names,
-                                       protocol.classes, extra)
+                                       protocol.classes, extra, data.datasets)
     print(format_table(summary, fold_rows))
     print(f"results in {run_dir}")
 
@@ -362,6 +554,43 @@ def args_record(args: argparse.Namespace) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
+def saved_value_problem(action: argparse.Action, value: object) -> str | None:
+    """Why `value`, read from args.yaml, cannot be the value of the flag `action`, or None."""
+    if value is None:
+        return None if action.default is None else "must not be empty"
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        kind, fits = "true or false", isinstance(value, bool)
+    elif action.type in (int, float):
+        kind = "an integer" if action.type is int else "a number"
+        fits = isinstance(value, int if action.type is int else (int, float)) and not isinstance(value, bool)
+    else:  # paths, names, choices
+        kind, fits = "text", isinstance(value, str) and (action.type is not path_value or bool(value.strip()))
+    if not fits:
+        return f"{value!r} is not {kind}"
+    if action.choices is not None and value not in action.choices:
+        return f"{value!r} is not one of {', '.join(map(str, action.choices))}"
+    return None
+
+
+def read_saved_args(parser: argparse.ArgumentParser, path: Path) -> dict:
+    """A run folder's args.yaml, each value checked against its flag's type and choices."""
+    try:
+        saved = read_yaml(path)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise UsageError(f"{path}: cannot be read ({error_text(e)})") from None
+    if not isinstance(saved, dict):
+        raise UsageError(f"{path}: not a mapping of argument names to values")
+    actions = {a.dest: a for a in parser._actions if a.dest != "help"}
+    unknown = sorted(str(k) for k in saved if k not in actions)
+    if unknown:
+        raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    for key, value in saved.items():
+        problem = saved_value_problem(actions[key], value)
+        if problem:
+            raise UsageError(f"{path}: {key}: {problem}")
+    return saved
+
+
 def resolve_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     given = explicit_flags(parser, argv)
@@ -369,14 +598,20 @@ def resolve_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argpar
         saved_file = args.resume / "args.yaml"
         if not saved_file.is_file():
             raise UsageError(f"--resume {args.resume}: no args.yaml there (not a run folder)")
-        saved = read_yaml(saved_file)
-        ignored = sorted(f for f in given - RUNTIME_FLAGS if str(saved.get(f)) != str(getattr(args, f)))
+        check_numbers(args, given & RUNTIME_FLAGS)  # flags given now are checked as flags
+        saved = read_saved_args(parser, saved_file)
+        kept_now = RUNTIME_FLAGS | (RELOCATABLE_FLAGS & given)
+        ignored = sorted(f for f in given - kept_now if str(saved.get(f)) != str(getattr(args, f)))
         if ignored:
             emit(f"note: resuming with the run's saved arguments; ignoring --{', --'.join(ignored)}")
         for key, value in saved.items():
-            if key not in RUNTIME_FLAGS and hasattr(args, key):
+            if key not in kept_now:
                 setattr(args, key, Path(value) if key in PATH_FLAGS and value is not None else value)
         args.output = args.resume
+        try:  # saved values pass the same checks as flags
+            check_args(args)
+        except UsageError as e:
+            raise UsageError(f"{saved_file}: {e}") from None
         return args
     if args.demo:
         args.raf_path = demo_release()
@@ -398,7 +633,7 @@ def main(protocol: str, defaults: dict, argv: Sequence[str] | None = None) -> in
     try:
         args = resolve_args(parser, argv)
         info = init_distributed()
-        return run(args, info)
+        return run_seeds(args, info) if args.seeds else run(args, info)
     except (UsageError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,15 +7,18 @@ brings its motion images, and maybe faces and AUs, ready-made. Both end here, in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from data.action_units import ActionUnit
+from data.errors import DataError
 from data.inputs import build_inputs
 from data.motion import FLIP_SIGNS, motion_arrays
 from data.motion_maps import MotionMapData
-from data.release import Release
+from data.release import Release, au_multi_hot
 
 
 @dataclass
@@ -25,9 +28,26 @@ class ModelArrays:
     labels: np.ndarray                                  # (N,) int64
     subjects: list[str]                                 # (N,)
     names: list[str]                                    # (N,) sample (file) names
-    aus: list[frozenset[tuple[int, str]]] | None        # (N,) AU sets; None without AU labels
+    aus: list[frozenset[ActionUnit] | None] | None      # (N,) AU sets (None: not coded); None without AU labels
     flip_signs: tuple[float, float, float]              # per-channel sign of a left-right mirrored map
     notices: list[str]                                  # warnings and notes worth showing once
+    skipped: list[str] = field(default_factory=list)    # why each left-out sample was skipped
+    datasets: list[str] = field(default_factory=list)   # (N,) dataset of each sample; empty: one unnamed dataset
+
+    def au_targets(self, aus: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K) float32 multi-hot over the AU nodes `aus`, and (N,) bool: which samples were AU-coded."""
+        coded = self.aus if self.aus is not None else [None] * len(self.labels)
+        return (au_multi_hot([a or frozenset() for a in coded], aus),
+                np.array([a is not None for a in coded], dtype=bool))
+
+
+def check_finite(motion: np.ndarray, subjects: list[str], names: list[str], source: str) -> None:
+    """DataError naming the first sample whose (3, S, S) motion map holds NaN or inf."""
+    bad = np.flatnonzero(~np.isfinite(motion.reshape(len(motion), -1)).all(axis=1))
+    if len(bad):
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DataError(f"{source}: the motion map of {subjects[bad[0]]} {names[bad[0]]} holds NaN or "
+                        f"infinite values{more}")
 
 
 def release_arrays(release: Release, *, motion: str, img_size: int, cache_dir: Path | None, workers: int,
@@ -35,13 +55,18 @@ def release_arrays(release: Release, *, motion: str, img_size: int, cache_dir: P
     inputs = build_inputs(release, img_size=img_size, cache_dir=cache_dir, workers=workers, strict=strict,
                           progress=progress)
     maps, notes = motion_arrays(inputs, motion, cache_dir=cache_dir, progress=progress)
+    names = [s.filename for s in inputs.samples]
+    check_finite(maps, inputs.subjects, names, f"{motion} maps of {release.root}")
     return ModelArrays(motion=maps, face=inputs.onset, labels=inputs.labels, subjects=list(inputs.subjects),
-                       names=[s.filename for s in inputs.samples], aus=[s.aus for s in inputs.samples],
-                       flip_signs=FLIP_SIGNS[motion], notices=[*inputs.warnings, *notes])
+                       names=names, aus=[s.aus for s in inputs.samples],
+                       flip_signs=FLIP_SIGNS[motion], notices=[*release.warnings, *inputs.warnings, *notes],
+                       skipped=[*release.skipped, *inputs.skipped])
 
 
 def motion_map_arrays(maps: MotionMapData, *, motion: str) -> ModelArrays:
     """`motion` says what the folder's maps hold; it only decides how mirroring treats them."""
+    check_finite(maps.motion, maps.subjects, maps.names, str(maps.root))
     return ModelArrays(motion=maps.motion, face=maps.face, labels=maps.labels, subjects=list(maps.subjects),
                        names=list(maps.names), aus=maps.aus, flip_signs=FLIP_SIGNS[motion],
-                       notices=list(maps.warnings))
+                       notices=list(maps.warnings), skipped=list(maps.skipped),
+                       datasets=list(maps.datasets) if any(maps.datasets) else [])

@@ -2,10 +2,14 @@
 
 A motion-map folder holds `index.csv` with the columns
 
-    subject,sample,label,motion,face[,aus]
+    subject,sample,label,motion,face[,aus][,dataset]
 
-- subject: '01', 1 or 'sub01' become 'sub01' (as in the CASME II sheet); any other text
-  ('S01', 'p7') is kept as written. Subjects define the LOSO folds.
+- subject: kept exactly as written ('006', 'sub06' and 's06' are three people). Subjects
+  define the LOSO folds.
+- dataset: optional name of the dataset a row comes from (e.g. casme2, samm, smic): part
+  of the subject's identity, so SAMM's '006' and another dataset's '006' stay two folds;
+  when the folder holds several datasets a sample's subject reads 'samm/006' (with one,
+  the subject stays '006'). Reports then also give each dataset's figures.
 - sample:  the sample's name; (subject, sample) must be unique.
 - label:   a class name of the protocol in use (3class: negative, positive, surprise),
            any case. An emotion the protocol maps is accepted too ('disgust' is negative
@@ -26,7 +30,8 @@ A motion-map folder holds `index.csv` with the columns
            Either every row gives a face or none does.
 - aus:     optional action units as in the sheets ('4+L10', '12', 'none', blank; SAMM's
            '4D+ref(6)+7C' too, see data.action_units); a stray word is skipped with a
-           warning naming the line.
+           warning naming the line. 'none' = coded, no AU; a blank cell = not coded (the
+           row is left out of the AU loss and of the AU co-occurrence statistics).
 
 A row whose image file is missing or unreadable is skipped with a warning naming the row
 and the file; with strict=True it is a DataError (the CASME II reader's convention).
@@ -47,27 +52,27 @@ from data.action_units import ActionUnit, parse_action_units
 from data.errors import DataError
 from data.protocols import KNOWN_EMOTIONS, Protocol, check_enough
 from data.release import au_multi_hot
-from data.sheet import normalise_subject
 
 INDEX_NAME = "index.csv"
 REQUIRED = ("subject", "sample", "label", "motion", "face")
-OPTIONAL = ("aus",)
+OPTIONAL = ("aus", "dataset")
 _WHY = {"missing": "not found", "unreadable": "cannot be read as an image",
         "bad-npy": "cannot be read as a .npy array",
-        "not-motion": "is not a finite float array of shape (H, W, 3) or (3, H, W)"}
+        "not-motion": "is not a finite float array of shape (H, W, 3) or (3, H, W)",
+        "not-finite": "holds NaN or infinite values"}
 
 
 @dataclass
 class MotionMapData:
     root: Path
     protocol: Protocol
-    subjects: list[str]                  # (N,)
+    subjects: list[str]                  # (N,) 'dataset/subject' with a dataset column, else the subject
     names: list[str]                     # (N,) the `sample` column
     labels: np.ndarray                   # (N,) int64
-    aus: list[frozenset[ActionUnit]] | None   # (N,), None without an aus column
+    aus: list[frozenset[ActionUnit] | None] | None   # (N,), None per uncoded row; None without an aus column
+    datasets: list[str]                  # (N,) the `dataset` column ('' without one)
     motion: np.ndarray                   # (N, 3, S, S) float32 in [-1, 1]
     face: np.ndarray | None              # (N, 3, S, S) uint8 RGB, None without faces
-    rows: list[int]                      # (N,) index.csv line of each sample
     warnings: list[str] = field(default_factory=list)
     excluded: dict[str, int] = field(default_factory=dict)   # emotion -> rows left out
     skipped: list[str] = field(default_factory=list)         # rows skipped (missing files)
@@ -78,7 +83,7 @@ class MotionMapData:
 
     def au_multi_hot(self, aus: Sequence[int]) -> np.ndarray:
         """(N, K) float32: 1 where sample n shows AU aus[k] (L/R merged); all 0 without an aus column."""
-        return au_multi_hot(self.aus or [frozenset()] * len(self.names), aus)
+        return au_multi_hot([a or frozenset() for a in self.aus or [None] * len(self.names)], aus)
 
     def class_counts(self) -> dict[str, int]:
         counts = Counter(self.labels.tolist())
@@ -89,14 +94,6 @@ def is_motion_map_folder(path: Path) -> bool:
     """True when `path` is a folder holding index.csv."""
     path = Path(path)
     return path.is_dir() and (path / INDEX_NAME).is_file()
-
-
-def _subject(text: str) -> str:
-    """Numbers and 'subNN' -> 'subNN'; other names kept as written."""
-    try:
-        return normalise_subject(text)
-    except DataError:
-        return text
 
 
 def _label(text: str, protocol: Protocol) -> int | None:
@@ -132,7 +129,7 @@ def _read_image(path: Path, colour: bool) -> np.ndarray | str:
     elif img.shape[2] == 4:
         img = img[..., :3]   # drop alpha
     rgb = img[..., ::-1].astype(np.float32) / scale
-    return rgb
+    return rgb if np.isfinite(rgb).all() else "not-finite"   # a float TIFF may hold NaN
 
 
 def _read_motion(path: Path, size: int) -> np.ndarray | str:
@@ -220,7 +217,12 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
         for col in ("subject", "sample", "label", "motion"):
             if not value[col]:
                 raise DataError(f"{where}: blank '{col}'")
-        subject, name = _subject(value["subject"]), value["sample"]
+        for col in ("subject", "sample"):  # names reach messages and logs: one line each
+            if not value[col].isprintable():
+                raise DataError(f"{where}: '{col}' {value[col]!r} holds a control character")
+        dataset = value.get("dataset", "")
+        subject = f"{dataset}/{value['subject']}" if dataset else value["subject"]   # identity while reading
+        name = value["sample"]
         try:
             label = _label(value["label"], protocol)
         except ValueError:
@@ -233,7 +235,7 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
         aus_where = f"{where}, column 'aus' ({subject} {name})"
         try:
             aus = (parse_action_units(value["aus"], lambda w: aus_warnings.append(f"{aus_where}: {w}"))
-                   if has_aus else frozenset())
+                   if has_aus and value["aus"] else None)
         except DataError as exc:
             raise DataError(f"{aus_where}: {exc}") from None
         (with_face if value["face"] else without_face).append(line)
@@ -241,7 +243,7 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
             excluded[value["label"].strip().lower()] += 1
             continue
         records.append((line, subject, name, label, aus, root / value["motion"],
-                        root / value["face"] if value["face"] else None))
+                        root / value["face"] if value["face"] else None, dataset))
     if not seen:
         raise DataError(f"{index}: no data lines below the header (line {header_line})")
     if with_face and without_face:
@@ -254,7 +256,7 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
     face = np.empty((n_max, 3, img_size, img_size), np.uint8) if use_face else None
     kept: list[int] = []
     skipped: list[str] = []
-    for k, (line, subject, name, _label_, _aus, motion_path, face_path) in enumerate(records):
+    for k, (line, subject, name, _label_, _aus, motion_path, face_path, _dataset) in enumerate(records):
         where = f"{index} line {line} ({subject} {name})"
         problem = None
         img = _read_motion(motion_path, img_size)
@@ -279,6 +281,8 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
         kept.append(k)
 
     chosen = [records[k] for k in kept]
+    if len({r[7] for r in records}) == 1:   # one dataset: its name adds nothing to who a subject is
+        chosen = [(*r[:1], r[1].split("/", 1)[-1] if r[7] else r[1], *r[2:]) for r in chosen]
     subjects = [r[1] for r in chosen]
     labels = [r[3] for r in chosen]
     context = f"in {index}" + (f" after skipping {len(skipped)} line(s) with missing images"
@@ -294,5 +298,5 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
     return MotionMapData(
         root=root, protocol=protocol, subjects=subjects, names=[r[2] for r in chosen],
         labels=np.array(labels, dtype=np.int64), aus=[r[4] for r in chosen] if has_aus else None,
-        motion=motion, face=face, rows=[r[0] for r in chosen], warnings=warnings,
+        datasets=[r[7] for r in chosen], motion=motion, face=face, warnings=warnings,
         excluded=dict(sorted(excluded.items())), skipped=skipped)

@@ -19,6 +19,8 @@ import engine
 from data.synthetic import generate_release
 from helpers import FIVE_CLASS_DEFAULTS, loso_args
 from main import main
+from utils.paths import file_stem, run_checkpoint_dir
+from utils.run_state import checkpoint_path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIVE = FIVE_CLASS_DEFAULTS
@@ -70,8 +72,8 @@ def test_run_folder_and_pooled_metrics_match_predictions(release, tmp_path, caps
     assert sorted({r["subject"] for r in rows}) == ["sub01", "sub02", "sub03", "sub04"]
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert len(log) == 4 * 2 and {r["fold"] for r in log} == {"sub01", "sub02", "sub03", "sub04"}
-    ckpts = sorted(p.name for p in (tmp_path / "ckpt" / "run").iterdir())
-    assert ckpts == ["sub01.pt", "sub02.pt", "sub03.pt", "sub04.pt"]
+    ckpts = sorted(p.name for p in run_checkpoint_dir(tmp_path / "ckpt", run).iterdir())
+    assert ckpts == sorted(f"{file_stem(s)}.pt" for s in ("sub01", "sub02", "sub03", "sub04"))
     out = capsys.readouterr().out
     assert "pooled" in out and f"{summary['uf1']:.3f}" in out
 
@@ -214,7 +216,7 @@ def test_a_new_run_never_reuses_an_earlier_runs_files(release, tmp_path, capsys)
 
 def test_pretrained_weights_are_loaded_and_reported(release, tmp_path, capsys):
     assert main("5class", FIVE, loso_args(release, tmp_path, "first", "--folds", "1", "--epochs", "1")) == 0
-    weights = tmp_path / "ckpt" / "first" / "sub01.pt"
+    weights = checkpoint_path(run_checkpoint_dir(tmp_path / "ckpt", tmp_path / "first"), "sub01")
     assert main("5class", FIVE, loso_args(release, tmp_path, "second", "--folds", "1", "--epochs", "1",
                                           "--pretrained", str(weights))) == 0
     err = capsys.readouterr().err
