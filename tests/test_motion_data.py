@@ -166,7 +166,7 @@ def test_subject_names_and_optional_columns(folder):
             del r["aus"]
     _rewrite(folder, edit)
     data = load_motion_maps(folder, FIVE, img_size=16)
-    assert data.subject_list == ["S02", "sub01", "sub03"]
+    assert data.subject_list == ["1", "S02", "sub03"]   # kept as written
     assert data.face is None and data.aus is None
     assert data.au_multi_hot([4, 12]).shape == (len(data.names), 2) and not data.au_multi_hot([4]).any()
 

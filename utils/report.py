@@ -33,24 +33,41 @@ def oracle_metrics(folds: Sequence[dict], labels: Sequence[int], num_classes: in
     return {**pooled_metrics(truth, chosen, num_classes), "note": OPTIMISTIC_NOTE}
 
 
+def part_metrics(idx: Sequence[int], truth: Sequence[int], preds: Sequence[int], datasets: Sequence[str],
+                 num_classes: int) -> dict[str, dict]:
+    """Pooled metrics of each dataset part (MEGC2019 composite convention): its subjects' predictions only."""
+    parts: dict[str, dict] = {}
+    for name in sorted(set(datasets[i] for i in idx)):
+        mine = [k for k, i in enumerate(idx) if datasets[i] == name]
+        parts[name] = pooled_metrics([truth[k] for k in mine], [preds[k] for k in mine], num_classes)
+    return parts
+
+
 def write_results(run_dir: Path, folds: Sequence[dict], labels: Sequence[int], subjects: Sequence[str],
-                  names: Sequence[str], classes: Sequence[str], extra: dict) -> tuple[dict, list[list]]:
+                  names: Sequence[str], classes: Sequence[str], extra: dict,
+                  datasets: Sequence[str] = ()) -> tuple[dict, list[list]]:
     """Write predictions.csv, folds.csv, summary.json and confusion_matrix.png.
 
+    `datasets` (N,): each sample's dataset; when given, predictions.csv has a dataset column
+    and the summary a `parts` entry with each dataset's pooled figures.
     Returns the summary and the per-fold rows (as in folds.csv).
     """
     num_classes = len(classes)
     idx, truth, preds = pool(folds, labels)
     summary = {**pooled_metrics(truth, preds, num_classes), "classes": list(classes), **extra}
+    if datasets:
+        summary["parts"] = part_metrics(idx, truth, preds, datasets, num_classes)
     if folds and all(f.get("oracle_preds") for f in folds):
         summary["oracle_optimistic"] = oracle_metrics(folds, labels, num_classes)
 
     rows = []
     for f in folds:
         for i, pred, prob in zip(f["indices"], f["preds"], f["probs"]):
-            rows.append([subjects[i], names[i], classes[labels[i]], classes[pred], *prob])
+            rows.append([*([datasets[i]] if datasets else []), subjects[i], names[i], classes[labels[i]],
+                         classes[pred], *prob])
     write_csv(run_dir / "predictions.csv",
-              ["subject", "sample", "label", "pred", *[f"p_{c}" for c in classes]], rows)
+              [*(["dataset"] if datasets else []), "subject", "sample", "label", "pred",
+               *[f"p_{c}" for c in classes]], rows)
 
     fold_rows = []
     for f in folds:
@@ -77,8 +94,56 @@ def format_table(summary: dict, fold_rows: Sequence[Sequence]) -> str:
     lines.append("-" * 39)
     lines.append(f"{'pooled':<10}{summary['n']:>5}{summary['accuracy']:>8.3f}{summary['uf1']:>8.3f}"
                  f"{summary['uar']:>8.3f}   ({summary.get('selection', 'last epoch')})")
+    for name, m in summary.get("parts", {}).items():
+        lines.append(f"{name:<10}{m['n']:>5}{m['accuracy']:>8.3f}{m['uf1']:>8.3f}{m['uar']:>8.3f}   (its subjects only)")
     if "oracle_optimistic" in summary:
         o = summary["oracle_optimistic"]
         lines.append(f"{'oracle*':<10}{o['n']:>5}{o['accuracy']:>8.3f}{o['uf1']:>8.3f}{o['uar']:>8.3f}")
         lines.append(f"* {OPTIMISTIC_NOTE}")
+    return "\n".join(lines)
+
+
+SEED_METRICS = ("uf1", "uar", "accuracy")
+
+
+def _spread(values: Sequence[float]) -> dict:
+    """Mean and sample standard deviation (0 for a single value)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
+
+
+def aggregate_seeds(summaries: dict[int, dict]) -> dict:
+    """Each seed's pooled figures and their mean and sd, overall and per dataset part."""
+    seeds = sorted(summaries)
+    out: dict = {"seeds": seeds, "per_seed": {str(s): {m: summaries[s][m] for m in (*SEED_METRICS, "n")}
+                                              for s in seeds}}
+    out.update({m: _spread([summaries[s][m] for s in seeds]) for m in SEED_METRICS})
+    parts = sorted(set().union(*(summaries[s].get("parts", {}) for s in seeds)))
+    if parts:
+        out["parts"] = {p: {m: _spread([summaries[s]["parts"][p][m] for s in seeds]) for m in SEED_METRICS}
+                        for p in parts}
+    if len(seeds) == 1:
+        out["note"] = "rests on one seed: no spread"
+    for key in ("protocol", "model", "classes", "selection", "model_config"):
+        if key in summaries[seeds[0]]:
+            out[key] = summaries[seeds[0]][key]
+    return out
+
+
+def format_seed_table(agg: dict) -> str:
+    """One line per seed, then mean +- sd (and per dataset part)."""
+    lines = [f"{'seed':<10}{'n':>5}{'acc':>8}{'uf1':>8}{'uar':>8}"]
+    for seed, m in agg["per_seed"].items():
+        lines.append(f"{seed:<10}{m['n']:>5}{m['accuracy']:>8.3f}{m['uf1']:>8.3f}{m['uar']:>8.3f}")
+    lines.append("-" * 39)
+
+    def line(name: str, figures: dict) -> str:
+        return name.ljust(10) + " " * 5 + "".join(
+            f"  {figures[m]['mean']:.3f}+-{figures[m]['sd']:.3f}" for m in ("accuracy", "uf1", "uar"))
+
+    lines.append(line("mean+-sd", agg))
+    for part, figures in agg.get("parts", {}).items():
+        lines.append(line(part, figures))
+    if "note" in agg:
+        lines.append(f"({agg['note']})")
     return "\n".join(lines)

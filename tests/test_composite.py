@@ -1,0 +1,149 @@
+"""Composite motion-map folders: verbatim subjects, a dataset column, per-part metrics,
+AU loss masked for rows without AU coding, multi-seed aggregates, the linear floor."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data import get_protocol
+from data.motion_maps import load_motion_maps
+from main import main
+from models import ModelConfig, build_model, compute_loss
+from tests.helpers import FIVE_CLASS_DEFAULTS, loso_args
+from utils.report import aggregate_seeds, part_metrics
+
+THREE = get_protocol("3class")
+CLASSES = THREE.classes
+
+
+def write_folder(root: Path, rows: list[tuple[str, str, str, str]], seed: int = 0) -> Path:
+    """rows: (dataset, subject, label, aus); a random 8x8 motion image per row, no faces."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    (root / "motion").mkdir(parents=True, exist_ok=True)
+    with open(root / "index.csv", "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["dataset", "subject", "sample", "label", "motion", "face", "aus"])
+        for n, (dataset, subject, label, aus) in enumerate(rows):
+            name = f"m{n}.png"
+            # the class shifts the red channel, so a model can learn something
+            img = rng.integers(0, 60, (8, 8, 3)).astype(np.uint8) + 60 * CLASSES.index(label)
+            cv2.imwrite(str(root / "motion" / name), img)
+            out.writerow([dataset, subject, f"s{n}", label, f"motion/{name}", "", aus])
+    return root
+
+
+def composite_rows() -> list[tuple[str, str, str, str]]:
+    rows = []
+    for dataset, subjects, aus in (("samm", ("006", "007", "008"), "4+7"), ("smic", ("06", "s07", "s08"), "")):
+        for subject in subjects:
+            for label in CLASSES * 2:
+                rows.append((dataset, subject, label, aus))
+    return rows
+
+
+def test_subjects_verbatim_and_dataset_part_of_identity(tmp_path):
+    rows = [("samm", "006", "negative", "4"), ("smic", "06", "positive", ""), ("smic", "006", "surprise", "")]
+    rows = [r for r in rows for _ in range(2)]
+    data = load_motion_maps(write_folder(tmp_path, rows), THREE, img_size=8)
+    assert sorted(set(data.subjects)) == ["samm/006", "smic/006", "smic/06"]   # three people, not one 'sub06'
+    assert data.datasets == ["samm"] * 2 + ["smic"] * 4
+    assert data.aus[0] is not None and data.aus[2] is None   # blank aus = not coded
+
+
+def test_folder_without_dataset_column_keeps_subjects_as_written(tmp_path):
+    root = write_folder(tmp_path, [("x", s, lab, "") for s in ("01", "sub01", "S1") for lab in CLASSES])
+    text = (root / "index.csv").read_text().replace("dataset,", "", 1)
+    (root / "index.csv").write_text("\n".join(line.split(",", 1)[1] if i else line
+                                              for i, line in enumerate(text.splitlines())) + "\n")
+    data = load_motion_maps(root, THREE, img_size=8)
+    assert sorted(set(data.subjects)) == ["01", "S1", "sub01"] and not any(data.datasets)
+
+
+def test_part_metrics_equal_a_hand_computation():
+    datasets = ["a", "a", "a", "b", "b", "b", "b"]          # of samples 0..6
+    idx, truth, preds = [6, 0, 1, 2, 3, 4, 5], [1, 0, 0, 1, 2, 1, 0], [1, 0, 1, 1, 2, 0, 0]  # pooled order
+    parts = part_metrics(idx, truth, preds, datasets, 3)
+    # part a = samples 0, 1, 2 = pooled positions 1, 2, 3: truth 0, 0, 1, preds 0, 1, 1
+    # F1(0) = 2/3, F1(1) = 2/3; recall(0) = 1/2, recall(1) = 1
+    assert parts["a"] == {"accuracy": pytest.approx(2 / 3), "uf1": pytest.approx(2 / 3),
+                          "uar": pytest.approx(3 / 4), "n": 3}
+    # part b = samples 6, 3, 4, 5 = pooled positions 0, 4, 5, 6: truth 1, 2, 1, 0, preds 1, 2, 0, 0
+    # F1(0) = 2/3, F1(1) = 2/3, F1(2) = 1; recall(0) = 1, recall(1) = 1/2, recall(2) = 1
+    assert parts["b"] == {"accuracy": pytest.approx(3 / 4), "uf1": pytest.approx(7 / 9),
+                          "uar": pytest.approx(5 / 6), "n": 4}
+
+
+def test_au_loss_leaves_out_uncoded_rows():
+    cfg = ModelConfig(num_classes=3, img_size=16, au_loss_weight=1.0)
+    logits = torch.zeros(4, 3)
+    au_logits = torch.tensor([[4.0] * 9, [4.0] * 9, [-4.0] * 9, [-4.0] * 9])
+    targets = torch.tensor([[1.0] * 9, [1.0] * 9, [0.0] * 9, [0.0] * 9])
+    known = torch.tensor([True, True, False, False])
+    _, coded_only = compute_loss({"logits": logits, "au_logits": au_logits}, torch.zeros(4, dtype=torch.long),
+                                 targets, cfg, au_known=known)
+    _, first_two = compute_loss({"logits": logits[:2], "au_logits": au_logits[:2]}, torch.zeros(2, dtype=torch.long),
+                                targets[:2], cfg)
+    assert coded_only["au"] == pytest.approx(first_two["au"])
+    # an uncoded row with a wrong "all absent" target changes nothing
+    targets[2:] = 1.0 - targets[2:]
+    _, flipped = compute_loss({"logits": logits, "au_logits": au_logits}, torch.zeros(4, dtype=torch.long),
+                              targets, cfg, au_known=known)
+    assert flipped["au"] == pytest.approx(coded_only["au"])
+    _, none_known = compute_loss({"logits": logits, "au_logits": au_logits}, torch.zeros(4, dtype=torch.long),
+                                 targets, cfg, au_known=torch.zeros(4, dtype=torch.bool))
+    assert none_known["au"] == 0.0
+
+
+def test_class_weights_balance_the_cross_entropy():
+    from engine import balanced_class_weights
+
+    w = balanced_class_weights(torch.tensor([0, 0, 0, 1]), 3)
+    assert w.tolist() == pytest.approx([4 / 9, 4 / 3, 0.0])
+
+
+def test_linear_floor_is_one_layer_on_the_motion_map():
+    model = build_model(ModelConfig(num_classes=3, img_size=16, arch="linear"))
+    assert sum(p.numel() for p in model.parameters()) == 3 * 16 * 16 * 3 + 3
+    out = model(torch.randn(2, 3, 16, 16), torch.zeros(2, 3, 1, 1))
+    assert out["logits"].shape == (2, 3) and out["au_logits"] is None
+
+
+def test_composite_run_reports_each_part_and_seeds_aggregate(tmp_path):
+    root = write_folder(tmp_path / "maps", composite_rows())
+    argv = loso_args(root, tmp_path, "run", "--img-size", "16", "--seeds", "0,1",
+                     "--folds", "samm/006,smic/06,smic/s07", "--batch_size", "8")
+    assert main("3class", FIVE_CLASS_DEFAULTS, argv) == 0
+    run = tmp_path / "run"
+    per_seed = {s: json.loads((run / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)}
+    for summary in per_seed.values():
+        assert set(summary["parts"]) == {"samm", "smic"}
+        assert summary["parts"]["samm"]["n"] == 6 and summary["parts"]["smic"]["n"] == 12
+        with open(run / "seed0" / "predictions.csv") as fh:
+            header = next(csv.reader(fh))
+        assert header[:2] == ["dataset", "subject"]
+    agg = json.loads((run / "summary.json").read_text())
+    assert agg == json.loads(json.dumps(aggregate_seeds(per_seed)))
+    uf1 = [per_seed[s]["uf1"] for s in (0, 1)]
+    assert agg["uf1"]["mean"] == pytest.approx(np.mean(uf1))
+    assert agg["uf1"]["sd"] == pytest.approx(np.std(uf1, ddof=1))
+    assert agg["parts"]["smic"]["uar"]["mean"] == pytest.approx(
+        np.mean([per_seed[s]["parts"]["smic"]["uar"] for s in (0, 1)]))
+
+
+def test_one_seed_says_so():
+    summary = {"uf1": 0.5, "uar": 0.5, "accuracy": 0.5, "n": 10}
+    agg = aggregate_seeds({3: summary})
+    assert agg["note"] == "rests on one seed: no spread" and agg["uf1"] == {"mean": 0.5, "sd": 0.0}
+
+
+def test_a_single_dataset_name_does_not_rename_subjects(tmp_path):
+    rows = [("casme2", s, lab, "4") for s in ("sub01", "sub02") for lab in CLASSES]
+    data = load_motion_maps(write_folder(tmp_path, rows), THREE, img_size=8)
+    assert sorted(set(data.subjects)) == ["sub01", "sub02"] and set(data.datasets) == {"casme2"}
