@@ -221,3 +221,32 @@ def test_small_and_odd_input_sizes(size: int) -> None:
     with torch.no_grad():
         out = model(*inputs(1, size))
     assert out["logits"].shape == (1, 5) and out["au_logits"].shape == (1, 9)
+
+
+@pytest.mark.parametrize("size, grid", [(224, 14), (112, 7), (64, 8), (48, 12), (28, 7), (16, 8)])
+def test_feature_grid_follows_the_input(size: int, grid: int) -> None:
+    cfg = ModelConfig(img_size=size, width=0.25, vit_depth=1)
+    model = build_model(cfg)
+    assert cfg.grid == grid and model.position.pos_embed.shape[1] == grid * grid
+    fmap = model.motion(torch.zeros(1, 3, size, size))
+    assert fmap.shape == (1, cfg.motion_channels, grid, grid)
+    # the AU regions stay apart: every node pools over cells of its own
+    assert (model.graph.masks > 0).sum(1).min() >= 1
+
+
+@pytest.mark.parametrize("size", [28, 48, 112])
+def test_position_branch_is_a_small_share_below_224(size: int) -> None:
+    flops = count_flops(build_model(ModelConfig(img_size=size)), size)
+    assert flops["position"] <= 0.25 * flops["total"]
+
+
+def test_224_keeps_the_mmnet_layout() -> None:
+    cfg = ModelConfig()
+    model = build_model(cfg)
+    assert cfg.grid == 14 and cfg.embed_dim == 512 and model.motion.out_channels == 512
+
+
+def test_width_scales_the_motion_branch() -> None:
+    narrow, full = ModelConfig(img_size=28, width=0.25), ModelConfig(img_size=28)
+    assert narrow.motion_channels == 128 and full.motion_channels == 512
+    assert count_params(build_model(narrow))["motion"] < count_params(build_model(full))["motion"] / 10
