@@ -343,7 +343,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
         emit(note if note.startswith(("motion:", "notice:")) else f"warning: {note}")
     if arrays.skipped and info.is_main:  # each skip is also among the warnings above
         emit(f"skipped samples: {len(arrays.skipped)}")
-    folds = tested_folds(folds, arrays.subjects, requested=args.folds is not None)
+    folds = folds_with_samples(folds, arrays.subjects, requested=args.folds is not None)
 
     cfg = model_config(args, len(protocol.classes), arrays)
     au, au_known = arrays.au_targets(cfg.aus)
@@ -406,7 +406,7 @@ def check_run_folders(args: argparse.Namespace, dataset: Release | MotionMapData
                              "remove them or choose another --output")
 
 
-def tested_folds(folds: list[str], subjects: list[str], requested: bool) -> list[str]:
+def folds_with_samples(folds: list[str], subjects: list[str], requested: bool) -> list[str]:
     """The folds left once unreadable samples are skipped; a --folds subject that lost all is an error."""
     present = set(subjects)
     lost = [s for s in folds if s not in present]

@@ -13,6 +13,7 @@ import yaml
 from data.synthetic import generate_release
 from helpers import loso_args
 from utils.distributed import assign_folds
+from utils.run_state import fold_result_path
 
 ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
@@ -65,17 +66,17 @@ def test_resume_with_another_process_count_finishes_missing_folds(release, tmp_p
     saved = yaml.safe_load((tmp_path / "run" / "args.yaml").read_text())
     saved["folds"] = None
     (tmp_path / "run" / "args.yaml").write_text(yaml.safe_dump(saved))
-    done = (tmp_path / "run" / "folds" / "sub02.json").read_text()
+    done = fold_result_path(tmp_path / "run", "sub02").read_text()
     resumed = subprocess.run([*torchrun(2), str(ROOT / "CASME2_5.py"), "--resume", str(tmp_path / "run")],
                              cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert (tmp_path / "run" / "folds" / "sub02.json").read_text() == done  # kept, not retrained
+    assert fold_result_path(tmp_path / "run", "sub02").read_text() == done  # kept, not retrained
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["folds"] == ["sub01", "sub02", "sub03", "sub04"] and summary["n"] == 24
 
 
 def test_a_failing_rank_stops_the_job_without_a_summary(release, tmp_path):
-    result = subprocess.run([*torchrun(2), *cli(release, tmp_path, "run", "--lr", "1e30")], cwd=ROOT,
+    result = subprocess.run([*torchrun(2), *cli(release, tmp_path, "run", "--lr", "10", "--optimizer", "sgd")], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert re.search(r"error: rank [01], fold sub0\d: the training loss became", result.stderr), result.stderr
