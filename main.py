@@ -183,6 +183,9 @@ def check_numbers(args: argparse.Namespace, dests: set[str] | None = None) -> No
 
 def check_args(args: argparse.Namespace) -> None:
     check_numbers(args)
+    low, high = NUMBER_RANGES["seed"][1:3]
+    if any(not low <= seed <= high for seed in getattr(args, "seeds", None) or []):
+        raise UsageError(f"--seeds must be integers from {low} to {high}, got {args.seeds}")
     if args.img_size < MIN_IMG_SIZE:
         raise UsageError(f"--img-size must be at least {MIN_IMG_SIZE}, got {args.img_size}")
     embed_dim = args.embed_dim if args.embed_dim is not None else args.vit_heads
@@ -563,6 +566,13 @@ def saved_value_problem(action: argparse.Action, value: object) -> str | None:
     elif action.type in (int, float):
         kind = "an integer" if action.type is int else "a number"
         fits = isinstance(value, int if action.type is int else (int, float)) and not isinstance(value, bool)
+    elif action.type not in (None, str, path_value):  # a parsed list (--seeds): its text must parse back to it
+        kind = "a value of this flag"
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        try:
+            fits = action.type(text) == value
+        except (argparse.ArgumentTypeError, ValueError, TypeError):
+            fits = False
     else:  # paths, names, choices
         kind, fits = "text", isinstance(value, str) and (action.type is not path_value or bool(value.strip()))
     if not fits:

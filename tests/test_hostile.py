@@ -303,6 +303,7 @@ CASES: dict[str, tuple[Callable[[World, Path], list[str]], int, str]] = {
     "img-size-huge": (lambda w, c: cli(w, c, "--img-size", "100000"), 2, "--img-size"),
     "embed-dim-not-multiple": (lambda w, c: cli(w, c, "--embed-dim", "30"), 2, "--embed-dim"),
     "seed-negative": (lambda w, c: cli(w, c, "--seed", "-1"), 2, "--seed"),
+    "seeds-huge": (lambda w, c: cli(w, c, "--seeds", "0,99999999999"), 2, "--seeds"),
     "val-subjects-negative": (lambda w, c: cli(w, c, "--val-subjects", "-1"), 2, "--val-subjects"),
     "val-subjects-leave-none": (lambda w, c: cli(w, c, "--val-subjects", "2"), 2, "--val-subjects"),
     "folds-empty": (lambda w, c: cli(w, c, "--folds", ""), 2, "--folds"),

@@ -26,7 +26,7 @@ from data.synthetic import generate_release
 from engine import (ReleaseTensors, TrainingError, TrainSettings, checkpoint_problem, make_optimizer, read_checkpoint,
                     read_weights, run_fold, untrainable)
 from helpers import FIVE_CLASS_DEFAULTS
-from main import (NUMBER_RANGES, UsageError, build_parser, check_args, check_numbers, read_saved_args,
+from main import (NUMBER_RANGES, UsageError, args_record, build_parser, check_args, check_numbers, read_saved_args,
                   folds_with_samples)
 from models import ModelConfig, build_model
 from utils.io import write_json, write_yaml
@@ -136,6 +136,7 @@ def test_damaged_fold_results_say_what_is_wrong(change, message):
     ({"compile": "yes"}, "compile: 'yes' is not true or false"), ({"layout": "weird"}, "layout: 'weird' is not one of"),
     ({"checkpoint_dir": ""}, "checkpoint_dir: '' is not text"), ({"checkpoint_dir": None}, "must not be empty"),
     ({"colour": "blue"}, "unknown key(s) colour"), (["a"], "not a mapping"),
+    ({"seeds": "x"}, "seeds: 'x' is not a value of this flag"), ({"seeds": [1, 1]}, "seeds: [1, 1]"),
 ])
 def test_saved_arguments_are_checked_like_flags(tmp_path, saved, message):
     parser = build_parser("5class", FIVE_CLASS_DEFAULTS)
@@ -146,6 +147,9 @@ def test_saved_arguments_are_checked_like_flags(tmp_path, saved, message):
     path.write_text("lr: [1, 2\n")
     with pytest.raises(UsageError, match="cannot be read"):
         read_saved_args(parser, path)
+    record = args_record(parser.parse_args(["--raf_path", "data", "--seeds", "0,1", "--folds", "1"]))
+    write_yaml(path, record)
+    assert read_saved_args(parser, path) == record  # what a run writes, it reads back
 
 
 # --------------------------------------------------------------------------- 7: flags
