@@ -12,7 +12,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -301,27 +301,39 @@ def _random_flip(x: torch.Tensor, flip: torch.Tensor, signs: torch.Tensor | None
     return torch.where(flip.view(-1, 1, 1, 1), mirrored, x)
 
 
+def training_batches(data: ReleaseTensors, train_idx: torch.Tensor, motion_scale: torch.Tensor, batch_size: int,
+                     generator: torch.Generator, device: torch.device
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """One epoch's batches (idx, motion, face) in a random order, each sample mirrored with p=0.5.
+
+    Indexes the device tensors, so no sample passes through Python. A batch of one sample
+    is left out (batch norm cannot train on it).
+    """
+    order = torch.randperm(len(train_idx), generator=generator).to(device)
+    flips = (torch.rand(len(train_idx), generator=generator) < 0.5).to(device)
+    perm = train_idx[order]
+    for start in range(0, len(perm), batch_size):
+        idx = perm[start:start + batch_size]
+        if len(idx) < 2:
+            continue
+        flip = flips[start:start + len(idx)]
+        motion = _random_flip(data.motion[idx], flip, data.flip_signs) / motion_scale  # (B, 3, S, S)
+        face = _random_flip(data.face[idx], flip)                      # (B, 3, g, g)
+        yield idx, motion, face
+
+
 def train_one_epoch(model: torch.nn.Module, data: ReleaseTensors, train_idx: torch.Tensor,
                     motion_scale: torch.Tensor, optimizer: torch.optim.Optimizer, cfg: ModelConfig,
                     settings: TrainSettings, generator: torch.Generator, device: torch.device,
                     class_weights: torch.Tensor | None = None) -> dict:
     """One pass over the training samples in a random order; returns mean loss and accuracy."""
     model.train()
-    order = torch.randperm(len(train_idx), generator=generator).to(device)
-    flips = (torch.rand(len(train_idx), generator=generator) < 0.5).to(device)
-    perm = train_idx[order]
     # Running sums stay on the device: reading them every step would make the host wait for
     # the accelerator after each batch (compute_loss's logged floats are the only read left).
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
-    for start in range(0, len(perm), settings.batch_size):
-        idx = perm[start:start + settings.batch_size]
-        if len(idx) < 2:  # batch norm cannot train on a single sample
-            continue
-        flip = flips[start:start + len(idx)]
-        motion = _random_flip(data.motion[idx], flip, data.flip_signs) / motion_scale  # (B, 3, S, S)
-        face = _random_flip(data.face[idx], flip)                      # (B, 3, g, g)
+    for idx, motion, face in training_batches(data, train_idx, motion_scale, settings.batch_size, generator, device):
         labels = data.labels[idx]
         with _autocast(device, settings.amp):
             outputs = model(motion, face)

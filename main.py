@@ -321,6 +321,16 @@ def model_config(args: argparse.Namespace, num_classes: int, arrays: ModelArrays
                        embed_dim=args.embed_dim, vit_depth=args.vit_depth, vit_heads=args.vit_heads)
 
 
+def train_settings(args: argparse.Namespace, device: torch.device) -> TrainSettings:
+    """The training schedule of the flags; bf16 autocast on CUDA only."""
+    return TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         weight_decay=args.weight_decay, optimizer=args.optimizer,
+                         eval_batch_size=args.eval_batch_size, val_subjects=args.val_subjects,
+                         report_oracle=args.report_oracle, checkpoint_interval=args.checkpoint_interval,
+                         pretrained=args.pretrained, class_balance=args.class_balance,
+                         amp=device.type == "cuda", compile=args.compile)
+
+
 def emit(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
@@ -353,12 +363,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     data = ReleaseTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects,
                                       arrays.names, device, cfg.grid, flip_signs=arrays.flip_signs,
                                       au_known=au_known, datasets=arrays.datasets)
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             weight_decay=args.weight_decay, optimizer=args.optimizer,
-                             eval_batch_size=args.eval_batch_size, val_subjects=args.val_subjects,
-                             report_oracle=args.report_oracle, checkpoint_interval=args.checkpoint_interval,
-                             pretrained=args.pretrained, class_balance=args.class_balance,
-                             amp=device.type == "cuda", compile=args.compile)
+    settings = train_settings(args, device)
     for subject in folds:  # a fold that could never take a step is a flag error, found before any training
         problem = untrainable(subject, data, settings, args.seed)
         if problem:
