@@ -1,6 +1,7 @@
 """Print parameters and forward FLOPs per branch for AM-GCN, MMNet and the ablations.
 
     python -m models [--img-size 224] [--num-classes 5]
+    python -m models --sizes 28,48,112,224      # AM-GCN's branches and their shares per input size
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from .amgcn import BRANCHES, build_model
 from .config import ModelConfig
-from .flops import count_flops, count_params
+from .flops import branch_share_table, count_flops, count_params, flops_by_size, input_sizes
 
 VARIANTS: dict[str, dict] = {
     "amgcn": {},
@@ -42,7 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models", description=__doc__.splitlines()[0])
     ap.add_argument("--img-size", type=int, default=224)
     ap.add_argument("--num-classes", type=int, default=5)
+    ap.add_argument("--sizes", type=input_sizes, help="comma-separated input sizes: print AM-GCN's forward "
+                                                      "FLOPs per branch and each branch's share at every size instead")
     args = ap.parse_args(argv)
+    if args.sizes:
+        print(f"AM-GCN forward GFLOPs per branch (batch 1, {args.num_classes} classes, default widths)")
+        print(branch_share_table(flops_by_size(args.sizes, num_classes=args.num_classes)))
+        return 0
     torch.manual_seed(0)
     base = ModelConfig(num_classes=args.num_classes, img_size=args.img_size)
     params, flops = {}, {}

@@ -10,11 +10,14 @@ the ViT blocks' attention products are counted on every device.
 """
 from __future__ import annotations
 
+import argparse
+
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from .amgcn import BRANCHES
+from .amgcn import BRANCHES, build_model
+from .config import MIN_IMG_SIZE, ModelConfig
 
 
 def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -62,3 +65,39 @@ def count_flops(model: nn.Module, img_size: int) -> dict[str, int]:
         out[name] = int(sum(counts.values()))
     out["total"] = int(counter.get_total_flops())
     return out
+
+
+def input_sizes(text: str) -> list[int]:
+    """Comma-separated input sizes (an argparse type): whole numbers of at least MIN_IMG_SIZE."""
+    try:
+        sizes = [int(t) for t in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < MIN_IMG_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated sizes of at least {MIN_IMG_SIZE} px, "
+                                         "e.g. 28,48,112,224")
+    return sizes
+
+
+def flops_by_size(sizes: list[int], **config: object) -> dict[int, dict[str, int]]:
+    """Forward FLOPs per branch (count_flops) of ModelConfig(img_size=size, **config) at each size.
+
+    A fresh config per size, so the sizes that follow the input (grid, ViT width) follow it here too.
+    """
+    out = {}
+    for size in sizes:
+        torch.manual_seed(0)
+        out[size] = count_flops(build_model(ModelConfig(img_size=size, **config)), size)
+    return out
+
+
+def branch_share_table(rows: dict[int, dict[str, int]]) -> str:
+    """Per input size: forward GFLOPs of each branch, the total, and each branch's share of it."""
+    head = f"{'size':>5}" + "".join(f"{b:>10}" for b in BRANCHES) + f"{'total':>10}   share: " + " ".join(
+        f"{b:>8}" for b in BRANCHES)
+    lines = [head, "-" * len(head)]
+    for size, flops in rows.items():
+        gflops = "".join(f"{flops[b] / 1e9:>10.4f}" for b in BRANCHES)
+        shares = " ".join(f"{100 * flops[b] / flops['total']:>7.1f}%" for b in BRANCHES)
+        lines.append(f"{size:>5}{gflops}{flops['total'] / 1e9:>10.4f}          {shares}")
+    return "\n".join(lines)
