@@ -87,7 +87,10 @@ for e in r["eval"]:
 e = r.get("epoch")
 if e:
     print(f"one epoch ({e['train_samples']} samples): {e['epoch_s']:.2f} s, gather {100 * e['gather_share']:.1f}% of it, "
-          f"build_inputs uncached {e['build_uncached_s']:.1f} s / cached {e['build_cached_s']:.2f} s")
+          f"arrays uncached {e['arrays_uncached_s']:.1f} s / cached {e['arrays_cached_s']:.2f} s")
+f = r["flow"]
+print(f"flow case ({f['samples']} samples, {f['img_size']} px, width {f['width']}): {f['epoch_s']:.3f} s/epoch, "
+      f"full LOSO {f['loso_s'] / 60:.1f} min projected")
 EOF
 else
     note "bench: FAILED or timed out after $(( $(date +%s) - t0 )) s (see $LOG)"
