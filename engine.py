@@ -364,6 +364,74 @@ def evaluate(model: torch.nn.Module, data: ReleaseTensors, idx: torch.Tensor, mo
     return torch.cat(chunks).cpu()
 
 
+def fold_statistics(data: ReleaseTensors, train_idx: torch.Tensor, cfg: ModelConfig, settings: TrainSettings
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(adjacency (K, K), motion_scale (1, 3, 1, 1), class weights (C,) or None) from the training samples only."""
+    coded_idx = train_idx[data.au_known[train_idx]]
+    adjacency = cooccurrence_adjacency(data.au[coded_idx].cpu(), cfg.adj_threshold, cfg.adj_reweight)
+    class_weights = balanced_class_weights(data.labels[train_idx], cfg.num_classes) if settings.class_balance else None
+    motion_scale = data.motion[train_idx].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)  # (1, 3, 1, 1)
+    return adjacency, motion_scale, class_weights
+
+
+def fresh_model(cfg: ModelConfig, settings: TrainSettings, adjacency: torch.Tensor, seed: int,
+                device: torch.device) -> torch.nn.Module:
+    """A model initialised from `seed` (and --pretrained), with the adjacency installed, on `device`."""
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    if settings.pretrained is not None:
+        load_pretrained(model, settings.pretrained)
+    model.set_adjacency(adjacency)
+    return model.to(device=device, memory_format=torch.channels_last)
+
+
+def seed_epoch(seed: int, epoch: int) -> torch.Generator:
+    """Re-seed dropout and friends for `epoch` (0-based) and return the generator of its order and flips."""
+    torch.manual_seed(seed + 7919 * (epoch + 1))
+    return torch.Generator().manual_seed(seed + epoch)
+
+
+FINAL_FOLD = "final"   # the name the final model's epochs carry in log.jsonl; also keys its seed
+
+
+@dataclass
+class TrainedModel:
+    """A model trained on every sample, with the statistics its inputs need."""
+    model: torch.nn.Module
+    adjacency: torch.Tensor       # (K, K) AU co-occurrence adjacency of the training samples
+    motion_scale: torch.Tensor    # (1, 3, 1, 1) per-channel standard deviation the motion is divided by
+    train_samples: int
+    seconds: float
+
+
+def train_final(data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings, seed: int, device: torch.device,
+                on_epoch: Callable[[dict], None] = lambda record: None) -> TrainedModel:
+    """Train one model on every sample with the folds' recipe (statistics, schedule, seeding); `seed` is the run's.
+
+    Nothing is held out, so there is no epoch to choose: --val-subjects does not apply and the last epoch is kept.
+    """
+    started = time.time()
+    train_idx = torch.arange(len(data.labels), device=data.labels.device)
+    if settings.batch_size < 2 or len(train_idx) < 2:
+        raise TrainingError("the final model needs --batch_size of at least 2 and at least 2 samples")
+    seed = fold_seed(seed, FINAL_FOLD)
+    adjacency, motion_scale, class_weights = fold_statistics(data, train_idx, cfg, settings)
+    model = fresh_model(cfg, settings, adjacency, seed, device)
+    optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    step_model = torch.compile(model) if settings.compile else model
+    for epoch in range(settings.epochs):
+        t0 = time.time()
+        stats = train_one_epoch(step_model, data, train_idx, motion_scale, optimizer, cfg, settings,
+                                seed_epoch(seed, epoch), device, class_weights)
+        scheduler.step()
+        on_epoch({"fold": FINAL_FOLD, "epoch": epoch + 1, "train_loss": round(stats["loss"], 5),
+                  "train_acc": round(stats["acc"], 4), "lr": optimizer.param_groups[0]["lr"],
+                  "seconds": round(time.time() - t0, 3)})
+    return TrainedModel(model=model, adjacency=adjacency, motion_scale=motion_scale, train_samples=len(train_idx),
+                        seconds=round(time.time() - started, 2))
+
+
 def run_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings, seed: int,
              device: torch.device, checkpoint_path: Path, args_record: dict,
              on_epoch: Callable[[dict], None] = lambda record: None) -> FoldResult:
@@ -381,18 +449,8 @@ def run_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: Tra
     train_idx, test_idx = data.indices(set(fit_subjects)), data.indices({subject})
     val_idx = data.indices(set(val_subjects))
 
-    # Fold statistics from the training samples only.
-    coded_idx = train_idx[data.au_known[train_idx]]
-    adjacency = cooccurrence_adjacency(data.au[coded_idx].cpu(), cfg.adj_threshold, cfg.adj_reweight)
-    class_weights = balanced_class_weights(data.labels[train_idx], cfg.num_classes) if settings.class_balance else None
-    motion_scale = data.motion[train_idx].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)  # (1, 3, 1, 1)
-
-    torch.manual_seed(seed)
-    model = build_model(cfg)
-    if settings.pretrained is not None:
-        load_pretrained(model, settings.pretrained)
-    model.set_adjacency(adjacency)
-    model = model.to(device=device, memory_format=torch.channels_last)
+    adjacency, motion_scale, class_weights = fold_statistics(data, train_idx, cfg, settings)
+    model = fresh_model(cfg, settings, adjacency, seed, device)
     optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
     step_model = torch.compile(model) if settings.compile else model
@@ -415,8 +473,7 @@ def run_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: Tra
     last_save = time.time()
     for epoch in range(start_epoch, settings.epochs):
         t0 = time.time()
-        torch.manual_seed(seed + 7919 * (epoch + 1))  # dropout and friends, per epoch
-        generator = torch.Generator().manual_seed(seed + epoch)
+        generator = seed_epoch(seed, epoch)
         stats = train_one_epoch(step_model, data, train_idx, motion_scale, optimizer, cfg, settings, generator, device,
                                 class_weights)
         scheduler.step()
@@ -436,7 +493,8 @@ def run_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: Tra
         if done or time.time() - last_save >= settings.checkpoint_interval:
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "subject": subject,
-                               "args": args_record, "best": best, "oracle_preds": oracle_preds}, checkpoint_path)
+                               "args": args_record, "best": best, "oracle_preds": oracle_preds,
+                               "motion_scale": motion_scale.flatten().cpu()}, checkpoint_path)  # for predict.py
             last_save = time.time()
         on_epoch(record)
 
