@@ -70,3 +70,15 @@ def motion_map_arrays(maps: MotionMapData, *, motion: str) -> ModelArrays:
                        names=list(maps.names), aus=maps.aus, flip_signs=FLIP_SIGNS[motion],
                        notices=list(maps.warnings), skipped=list(maps.skipped),
                        datasets=list(maps.datasets) if any(maps.datasets) else [])
+
+
+def center_maps(motion: np.ndarray) -> np.ndarray:
+    """(N, 3, S, S) maps minus each map's per-channel median.
+
+    Maps normalised per image (the STSTNet convention: each channel min-max scaled to 0-255)
+    put "no motion" at a different grey level in every image; most of a face does not move,
+    so the median of a channel is that image's zero. Subtracting it makes zero mean the same
+    thing in every sample. A per-sample operation: it uses nothing of other samples.
+    """
+    median = np.median(motion.reshape(*motion.shape[:2], -1), axis=2)   # (N, 3)
+    return (motion - median[:, :, None, None]).astype(np.float32)

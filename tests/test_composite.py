@@ -147,3 +147,23 @@ def test_a_single_dataset_name_does_not_rename_subjects(tmp_path):
     rows = [("casme2", s, lab, "4") for s in ("sub01", "sub02") for lab in CLASSES]
     data = load_motion_maps(write_folder(tmp_path, rows), THREE, img_size=8)
     assert sorted(set(data.subjects)) == ["sub01", "sub02"] and set(data.datasets) == {"casme2"}
+
+
+def test_center_maps_puts_each_maps_zero_at_zero():
+    from data.arrays import center_maps
+
+    rng = np.random.default_rng(0)
+    motion = np.zeros((2, 3, 6, 6), np.float32) + np.array([0.3, -0.5, 0.9], np.float32)[None, :, None, None]
+    motion[:, :, :2, :2] += rng.normal(0, 1, (2, 3, 2, 2)).astype(np.float32)   # a small moving patch
+    centered = center_maps(motion)
+    assert np.allclose(centered[:, :, 3:, 3:], 0.0)          # the still part of the face reads zero
+    assert np.allclose(centered[:, :, :2, :2], motion[:, :, :2, :2] - motion[:, :, 5:, 5:].mean((2, 3), keepdims=True))
+
+
+def test_preset_applies_unless_a_flag_is_given():
+    from main import PRESETS, build_parser, resolve_args
+
+    parser = build_parser("3class", dict(batch_size=24, lr=0.0001, epochs=100))
+    args = resolve_args(parser, ["--raf_path", "x", "--preset", "flow28", "--epochs", "7"])
+    assert args.epochs == 7 and args.img_size == PRESETS["flow28"]["img_size"] and args.center_maps
+    assert args.width == PRESETS["flow28"]["width"] and args.class_balance
