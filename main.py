@@ -28,10 +28,11 @@ from data.motion_maps import MotionMapData, is_motion_map_folder, load_motion_ma
 from data.protocols import PROTOCOLS, Protocol, get_protocol
 from data.release import Release, aus_outside, load_release
 from engine import (ReleaseTensors, TrainingError, TrainSettings, load_pretrained, read_checkpoint, run_fold,
-                    untrainable)
+                    train_final, untrainable)
 from models import ARCHS, MIN_IMG_SIZE, ModelConfig, build_model
 from utils.distributed import DistInfo, assign_folds, barrier, init_distributed, shutdown, threads_per_process
-from utils.io import append_jsonl, error_text, read_json, read_yaml, write_json, write_yaml
+from utils.io import append_jsonl, atomic_torch_save, error_text, read_json, read_yaml, write_json, write_yaml
+from utils.model_file import MODEL_FILE, maps_export, model_record
 from utils.paths import blocking_file, run_checkpoint_dir, write_problem
 from utils.report import aggregate_seeds, format_seed_table, format_table, write_results
 from utils.run_state import (SAMPLES_FILE, check_samples, checkpoint_path, fold_result_path, read_fold_result,
@@ -155,6 +156,9 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-interval", type=float, default=60.0,
                    help="seconds between fold checkpoints (the last epoch is always saved)")
     g.add_argument("--resume", type=Path, help="run folder of a killed run to finish")
+    g.add_argument("--final", action="store_true",
+                   help=f"after the LOSO, train one model on every subject and write <output>/{MODEL_FILE}")
+    g.add_argument("--final-only", action="store_true", help=f"only train and write <output>/{MODEL_FILE} (no LOSO)")
     for action in p._actions:  # every path flag refuses an empty value
         if action.type is Path:
             action.type = path_value
@@ -364,6 +368,8 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
                                       arrays.names, device, cfg.grid, flip_signs=arrays.flip_signs,
                                       au_known=au_known, datasets=arrays.datasets)
     settings = train_settings(args, device)
+    if args.final_only:  # no LOSO: only the model trained on every subject
+        return run_final_only(args, dataset, data, cfg, settings, device, info)
     for subject in folds:  # a fold that could never take a step is a flag error, found before any training
         problem = untrainable(subject, data, settings, args.seed)
         if problem:
@@ -386,6 +392,8 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     barrier(info)
     if info.is_main:
         report(folds, data, cfg, protocol, args, skipped=arrays.skipped)
+        if args.final:
+            write_final_model(args, dataset, data, cfg, settings, device)
     return 0
 
 
@@ -555,6 +563,45 @@ def report(folds: list[str], data: ReleaseTensors, cfg: ModelConfig, protocol: P
                                        protocol.classes, extra, data.datasets)
     print(format_table(summary, fold_rows))
     print(f"results in {run_dir}")
+
+
+def run_final_only(args: argparse.Namespace, dataset: Release | MotionMapData, data: ReleaseTensors,
+                   cfg: ModelConfig, settings: TrainSettings, device: torch.device, info: DistInfo) -> int:
+    """--final-only: record the arguments and write the final model; one process does the work."""
+    if info.is_main:
+        if args.pretrained is not None:
+            report_pretrained(args.pretrained, cfg)
+        args.output.mkdir(parents=True, exist_ok=True)
+        write_yaml(args.output / "args.yaml", args_record(args))
+        write_final_model(args, dataset, data, cfg, settings, device)
+    return 0
+
+
+def write_final_model(args: argparse.Namespace, dataset: Release | MotionMapData, data: ReleaseTensors,
+                      cfg: ModelConfig, settings: TrainSettings, device: torch.device) -> None:
+    """Train one model on every subject with the run's recipe and save <output>/model.pt (utils.model_file)."""
+    path = args.output / MODEL_FILE
+    if args.resume is not None and path.is_file():
+        emit(f"final model: {path} is already written")
+        return
+    if args.val_subjects:
+        emit("note: the final model trains on every subject and keeps its last epoch (no --val-subjects)")
+
+    def on_epoch(record: dict) -> None:
+        append_jsonl(args.output / "log.jsonl", record)
+        emit(f"final model epoch {record['epoch']}/{args.epochs} loss {record['train_loss']:.4f} "
+             f"acc {record['train_acc']:.3f} {record['seconds']:.1f}s")
+
+    trained = train_final(data, cfg, settings, args.seed, device, on_epoch)
+    training = {"subjects": sorted(set(data.subjects)), "samples": trained.train_samples, "epochs": args.epochs,
+                "seed": args.seed, "seconds": trained.seconds, "args": args_record(args)}
+    preprocessing = dict(data_settings(args, dataset), center_maps=bool(getattr(args, "center_maps", False)))
+    if isinstance(dataset, MotionMapData):  # how the folder's maps were made, when prepare.py wrote it
+        preprocessing["export"] = maps_export(dataset.root)
+    flip_signs = tuple(data.flip_signs.flatten().tolist())
+    atomic_torch_save(model_record(trained.model, cfg, dataset.protocol.classes, trained.adjacency,
+                                   trained.motion_scale, flip_signs, preprocessing, training), path)
+    emit(f"final model: {path} ({trained.train_samples} samples, {len(training['subjects'])} subjects)")
 
 
 def args_record(args: argparse.Namespace) -> dict:

@@ -1,0 +1,79 @@
+"""The final model file (`model.pt`) that `--final` writes into a run folder.
+
+A plain dict of tensors, strings and numbers, so `torch.load(path, weights_only=True)` reads it:
+
+    format         FORMAT ("amgcn-model"); version: VERSION
+    model          the state dict (CPU tensors); `--pretrained` accepts the file as it is
+    config         dataclasses.asdict(ModelConfig): ModelConfig(**config) rebuilds the network
+    classes        class names in logit order; aus: the graph's AU nodes in au_logits order
+    adjacency      (K, K) float32 AU co-occurrence adjacency of the training samples
+    motion_scale   (3,) float32: each motion channel is divided by it before entering the model
+    flip_signs     (3,) sign of each motion channel when a map is mirrored (training augmentation)
+    preprocessing  what made the inputs: img_size, motion, protocol, dataset ('release' or 'motion maps'),
+                   center_maps; for a release layout and preprocess_version, for flow flow_method and
+                   motion_version; for a motion-map folder export (its export.json's style, motion and size)
+    training       subjects, samples, epochs, seed and args (the run's resolved arguments)
+
+predict.py reads this file, and also fold checkpoints (which hold 'model' and 'args').
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from data.export import MANIFEST
+from models import ModelConfig
+from utils.io import read_json
+
+MODEL_FILE = "model.pt"
+FORMAT = "amgcn-model"
+VERSION = 1
+KEYS = ("format", "version", "model", "config", "classes", "aus", "adjacency", "motion_scale", "flip_signs",
+        "preprocessing", "training")
+
+
+def model_record(model: torch.nn.Module, cfg: ModelConfig, classes: list[str], adjacency: torch.Tensor,
+                 motion_scale: torch.Tensor, flip_signs: tuple[float, float, float], preprocessing: dict,
+                 training: dict) -> dict:
+    """The dict saved as model.pt (see the module docstring)."""
+    return {
+        "format": FORMAT, "version": VERSION,
+        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "config": asdict(cfg), "classes": list(classes), "aus": [int(a) for a in cfg.aus],
+        "adjacency": adjacency.detach().float().cpu(),                      # (K, K)
+        "motion_scale": motion_scale.detach().float().cpu().flatten(),      # (3,)
+        "flip_signs": [float(s) for s in flip_signs], "preprocessing": dict(preprocessing),
+        "training": dict(training),
+    }
+
+
+def record_problem(record: object) -> str | None:
+    """What keeps a loaded dict from being a model file of this format, or None."""
+    if not isinstance(record, dict):
+        return f"holds a {type(record).__name__}, not a mapping"
+    missing = [k for k in KEYS if k not in record]
+    if missing:
+        return f"missing key(s) {', '.join(missing)}"
+    if record["format"] != FORMAT or record["version"] != VERSION:
+        return f"format {record['format']!r} version {record['version']!r}; this code reads {FORMAT!r} {VERSION}"
+    scale = record["motion_scale"]
+    if not (isinstance(scale, torch.Tensor) and scale.shape == (3,) and torch.isfinite(scale).all()
+            and (scale > 0).all()):
+        return "'motion_scale' is not three positive finite numbers"
+    if not isinstance(record["config"], dict) or not isinstance(record["preprocessing"], dict):
+        return "'config' or 'preprocessing' is not a mapping"
+    return None
+
+
+def maps_export(folder: Path) -> dict | None:
+    """{'style', 'motion', 'size'} of the `prepare.py export` that wrote a motion-map folder, or None
+    when the folder holds no readable export.json (a folder made by other tools)."""
+    try:
+        manifest = read_json(Path(folder) / MANIFEST)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    return {key: manifest.get(key) for key in ("style", "motion", "size")}
