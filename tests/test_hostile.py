@@ -375,7 +375,7 @@ def test_bad_input_fails_cleanly_and_touches_nothing_else(world, name):
     case.mkdir()
     argv = setup(world, case)
     env = {**world.env, **ENV_CHANGES.get(name, lambda c: {})(case)}
-    before = snapshot(world.root, case)
+    before, own_before = snapshot(world.root, case), snapshot(case, case / "cache")
     result = world.runner.run(argv, env, case)
     print(f"{name}: exit {result.code}: {' | '.join(result.error_lines)}")
     assert "Traceback" not in result.out, result.out
@@ -383,6 +383,10 @@ def test_bad_input_fails_cleanly_and_touches_nothing_else(world, name):
     assert len(result.error_lines) == 1, result.out
     assert result.error_lines[0].startswith("error: ") and needle in result.error_lines[0], result.error_lines
     assert snapshot(world.root, case) == before  # earlier runs byte-identical, nothing written elsewhere
+    # a refusal leaves no trace, not even in its own folder (where only a case's own cache may fill)
+    assert snapshot(case, case / "cache") == own_before
+    if argv[0] != "--resume":
+        assert not (case / "run").exists() and not (case / "ckpt").exists()
 
 
 def test_a_plain_subprocess_gives_the_same_answer(world):

@@ -178,7 +178,7 @@ def test_kill_then_resume_matches_uninterrupted_run(release, tmp_path):
     (["--lr", "-1"], "--lr"),
     (["--epochs", "0"], "--epochs"),
     (["--batch_size", "0"], "--batch_size"),
-    (["--img-size", "50"], "--img-size"),
+    (["--img-size", "8"], "--img-size"),
     (["--folds", "sub99"], "--folds"),
     (["--device", "tpu"], "--device"),
     (["--pretrained", "/nonexistent/weights.pt"], "--pretrained"),
