@@ -59,7 +59,8 @@ class ModelConfig:
         if not 0 < self.width <= 4:
             raise ValueError(f"width must be in (0, 4], got {self.width}")
         if self.embed_dim is None:
-            self.embed_dim = self.motion_channels if self.img_size >= 224 else self.motion_channels // 4
+            auto = self.motion_channels if self.img_size >= 224 else self.motion_channels // 4
+            self.embed_dim = max(self.vit_heads, auto // self.vit_heads * self.vit_heads)
         if self.gcn_hidden is None:
             self.gcn_hidden = self.motion_channels // 2
         if self.embed_dim % self.vit_heads != 0:

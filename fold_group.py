@@ -1,0 +1,248 @@
+"""Several LOSO folds trained together, one vmapped optimiser step for all of them.
+
+Folds whose fitting sets hold the same number of samples see batches of the same shapes at
+every step (as many batches, the same last-batch size), so their models can be stacked
+(`torch.func.stack_module_state`) and stepped together:
+
+    params, buffers: (F, ...) per tensor       one slice per fold, BN running statistics included
+    motion (F, B, 3, S, S), face (F, B, 3, g, g) -> vmap(functional_call) -> logits (F, B, C)
+    loss = sum over folds of the fold's own loss  (its gradient w.r.t. a fold's slice is that fold's gradient)
+    one optimiser over the stacked tensors     (Adam, AdamW and SGD work elementwise: each fold keeps its state)
+
+Everything else is each fold's own, exactly as in engine.run_fold: seed and initialisation,
+batch order and mirroring, AU adjacency, motion scale, class weights, validation epoch,
+schedule. So a fold trained in a group gives the predictions it gives alone, within float
+tolerance. One exception: dropout masks inside one vmapped call come from one random stream,
+so with --dropout > 0 a grouped fold is equivalent in distribution, not identical.
+
+On a GPU this fills the chip with small models; on a CPU it saves the per-operation overhead
+that dominates small models (many folds' work per kernel call).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from data.errors import DataError
+from engine import (FoldResult, ReleaseTensors, TrainSettings, TrainingError, _autocast, evaluate, fold_seed,
+                    fold_statistics, fold_subjects, fresh_model, make_optimizer, seed_epoch, training_batches,
+                    untrainable)
+from models import ModelConfig, compute_loss
+from utils.io import atomic_torch_save, error_text
+from utils.metrics import pooled_metrics
+
+
+@dataclass
+class FoldPlan:
+    """What one fold of a group trains on and tests."""
+    subject: str
+    seed: int
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+    test_idx: torch.Tensor
+    motion_scale: torch.Tensor          # (1, 3, 1, 1)
+    class_weights: torch.Tensor | None  # (C,)
+
+
+def fold_groups(folds: list[str], data: ReleaseTensors, settings: TrainSettings, seed: int,
+                max_group: int) -> list[list[str]]:
+    """`folds` split into groups of at most `max_group` folds with equally large fitting sets."""
+    by_size: dict[int, list[str]] = defaultdict(list)
+    for subject in folds:
+        fit, _ = fold_subjects(subject, data.subjects, settings.val_subjects, fold_seed(seed, subject))
+        by_size[len(data.indices(set(fit)))].append(subject)
+    groups = []
+    for size in sorted(by_size):
+        members = by_size[size]
+        groups += [members[i:i + max_group] for i in range(0, len(members), max_group)]
+    return groups
+
+
+def plan_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings, seed: int,
+              device: torch.device) -> tuple[FoldPlan, torch.nn.Module]:
+    """The fold's split, statistics and fresh model, as engine.run_fold makes them."""
+    problem = untrainable(subject, data, settings, seed)
+    if problem:
+        raise TrainingError(problem)
+    seed = fold_seed(seed, subject)
+    fit_subjects, val_subjects = fold_subjects(subject, data.subjects, settings.val_subjects, seed)
+    train_idx = data.indices(set(fit_subjects))
+    adjacency, motion_scale, class_weights = fold_statistics(data, train_idx, cfg, settings)
+    plan = FoldPlan(subject, seed, train_idx, data.indices(set(val_subjects)), data.indices({subject}),
+                    motion_scale, class_weights)
+    return plan, fresh_model(cfg, settings, adjacency, seed, device)
+
+
+class StackedModels:
+    """F models of one architecture as stacked tensors, with a vmapped forward."""
+
+    def __init__(self, models: list[torch.nn.Module]) -> None:
+        params, self.buffers = stack_module_state(models)          # (F, ...) each
+        self.params = {name: p.detach().requires_grad_() for name, p in params.items()}
+        self.template = copy.deepcopy(models[0]).to("meta")         # structure only
+        for module in self.template.modules():  # fused attention kernels have no vmap rule on CPU: use the matmul path
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = False
+        self.scratch = models[0]                                    # a real model to evaluate one fold with
+
+        def forward(p: dict, b: dict, motion: torch.Tensor, face: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = functional_call(self.template, (p, b), (motion, face))
+            au = out["au_logits"]
+            return out["logits"], (au if au is not None else out["logits"].new_zeros(0))
+
+        self._forward = vmap(forward, randomness="different")
+
+    def __call__(self, motion: torch.Tensor, face: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(F, B, C) logits and (F, B, K) AU logits (None without an AU head)."""
+        logits, au = self._forward(self.params, self.buffers, motion, face)
+        return logits, (au if au.shape[-1] else None)
+
+    def train(self, mode: bool = True) -> None:
+        self.template.train(mode)
+
+    def fold_model(self, k: int) -> torch.nn.Module:
+        """The scratch model holding fold k's weights and statistics (for engine.evaluate)."""
+        state = {**{n: p[k].detach() for n, p in self.params.items()}, **{n: b[k] for n, b in self.buffers.items()}}
+        self.scratch.load_state_dict(state)
+        return self.scratch
+
+    def state(self) -> dict:
+        return {"params": {n: p.detach() for n, p in self.params.items()}, "buffers": self.buffers}
+
+    def load(self, state: dict) -> None:
+        with torch.no_grad():
+            for group, own in (("params", self.params), ("buffers", self.buffers)):
+                for name, value in own.items():
+                    value.copy_(state[group][name])
+
+
+def train_group_epoch(stack: StackedModels, plans: list[FoldPlan], data: ReleaseTensors,
+                      optimizer: torch.optim.Optimizer, cfg: ModelConfig, settings: TrainSettings, epoch: int,
+                      device: torch.device) -> list[dict]:
+    """One epoch of every fold of the group; each fold's mean loss and accuracy."""
+    stack.train()
+    batches = [training_batches(data, p.train_idx, p.motion_scale, settings.batch_size, seed_epoch(p.seed, epoch),
+                                device) for p in plans]
+    sums = torch.zeros(len(plans), 2, dtype=torch.float64, device=device)   # (F, [loss * n, correct])
+    seen = 0
+    for step in zip(*batches):                  # equal fitting-set sizes: equal batch shapes
+        idx = torch.stack([s[0] for s in step])                    # (F, B)
+        motion = torch.stack([s[1] for s in step])                 # (F, B, 3, S, S)
+        face = torch.stack([s[2] for s in step])                   # (F, B, 3, g, g)
+        with _autocast(device, settings.amp):
+            logits, au_logits = stack(motion, face)
+        total = 0.0
+        for k, plan in enumerate(plans):
+            labels = data.labels[idx[k]]
+            loss, parts = compute_loss({"logits": logits[k].float(),
+                                        "au_logits": au_logits[k].float() if au_logits is not None else None},
+                                       labels, data.au[idx[k]], cfg, plan.class_weights, data.au_known[idx[k]])
+            if not math.isfinite(parts["total"]):
+                raise TrainingError(f"fold {plan.subject}: the training loss became {parts['total']}; "
+                                    "try a lower --lr")
+            total = total + loss
+            sums[k, 0] += loss.detach().double() * idx.shape[1]
+            sums[k, 1] += (logits[k].detach().argmax(1) == labels).sum()
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        seen += idx.shape[1]
+    return [{"loss": float(s[0]) / max(seen, 1), "acc": float(s[1]) / max(seen, 1)} for s in sums.cpu()]
+
+
+def run_fold_group(subjects: list[str], data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings, seed: int,
+                   device: torch.device, checkpoint_path: Path, args_record: dict,
+                   on_epoch: Callable[[dict], None] = lambda record: None) -> list[FoldResult]:
+    """Train the folds holding out `subjects` (equally large fitting sets) together; test each.
+
+    Resumes from `checkpoint_path` (the group's checkpoint) like engine.run_fold does.
+    """
+    started = time.time()
+    plans, models = zip(*(plan_fold(s, data, cfg, settings, seed, device) for s in subjects))
+    plans = list(plans)
+    if len({len(p.train_idx) for p in plans}) != 1:
+        raise ValueError("folds trained together need fitting sets of one size (see fold_groups)")
+    stack = StackedModels(list(models))
+    optimizer = make_optimizer(settings.optimizer, list(stack.params.values()), settings.lr, settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    start_epoch = 0
+    best = [{"score": -math.inf, "epoch": 0, "state": None} for _ in plans]
+    oracle_preds: list[list[list[int]]] = [[] for _ in plans]
+    if checkpoint_path.exists():
+        start_epoch, best, oracle_preds = _resume(checkpoint_path, stack, optimizer, scheduler, subjects, device)
+
+    last_save = time.time()
+    for epoch in range(start_epoch, settings.epochs):
+        t0 = time.time()
+        stats = train_group_epoch(stack, plans, data, optimizer, cfg, settings, epoch, device)
+        scheduler.step()
+        records = []
+        for k, plan in enumerate(plans):
+            record = {"fold": plan.subject, "epoch": epoch + 1, "train_loss": round(stats[k]["loss"], 5),
+                      "train_acc": round(stats[k]["acc"], 4), "lr": optimizer.param_groups[0]["lr"]}
+            if len(plan.val_idx) or settings.report_oracle:
+                model = stack.fold_model(k)
+            if len(plan.val_idx):
+                val_probs = evaluate(model, data, plan.val_idx, plan.motion_scale, settings, device)
+                val = pooled_metrics(data.labels[plan.val_idx].cpu(), val_probs.argmax(1), cfg.num_classes)
+                record["val_uf1"] = round(val["uf1"], 4)
+                if val["uf1"] > best[k]["score"]:
+                    best[k] = {"score": val["uf1"], "epoch": epoch + 1,
+                               "state": {n: v.detach().clone() for n, v in model.state_dict().items()}}
+            if settings.report_oracle:
+                oracle_preds[k].append(
+                    evaluate(model, data, plan.test_idx, plan.motion_scale, settings, device).argmax(1).tolist())
+            records.append(record)
+        seconds = round(time.time() - t0, 3)
+        done = epoch + 1 == settings.epochs
+        if done or time.time() - last_save >= settings.checkpoint_interval:
+            atomic_torch_save({**stack.state(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "subjects": list(subjects),
+                               "args": args_record, "best": best, "oracle_preds": oracle_preds}, checkpoint_path)
+            last_save = time.time()
+        for record in records:
+            on_epoch({**record, "seconds": seconds})
+    return [_test(k, plan, stack, best[k], oracle_preds[k], data, settings, device, started)
+            for k, plan in enumerate(plans)]
+
+
+def _resume(path: Path, stack: StackedModels, optimizer: torch.optim.Optimizer, scheduler, subjects: list[str],
+            device: torch.device) -> tuple[int, list[dict], list[list[list[int]]]]:
+    """Load a group checkpoint; DataError naming the file when it does not fit this group."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        if ckpt["subjects"] != list(subjects):
+            raise ValueError(f"it holds folds {', '.join(ckpt['subjects'])}")
+        stack.load(ckpt)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        return int(ckpt["epoch"]), ckpt["best"], ckpt["oracle_preds"]
+    except Exception as e:  # a damaged or foreign file fails in many ways (zip, pickle, keys, shapes)
+        raise DataError(f"checkpoint {path}: does not fit this group of folds ({error_text(e)}); "
+                        "delete it to restart them") from None
+
+
+def _test(k: int, plan: FoldPlan, stack: StackedModels, best: dict, oracle_preds: list[list[int]],
+          data: ReleaseTensors, settings: TrainSettings, device: torch.device, started: float) -> FoldResult:
+    """Fold k's test predictions, from its last epoch or its validation-chosen one."""
+    model = stack.fold_model(k)
+    selected_epoch = settings.epochs
+    if len(plan.val_idx) and best["state"] is not None:
+        model.load_state_dict(best["state"])
+        selected_epoch = best["epoch"]
+    probs = evaluate(model, data, plan.test_idx, plan.motion_scale, settings, device)
+    if not torch.isfinite(probs).all():
+        raise TrainingError(f"the predictions for {plan.subject} are not finite (NaN or inf); "
+                            "nothing was written for this fold; try a lower --lr")
+    return FoldResult(subject=plan.subject, indices=plan.test_idx.tolist(), preds=probs.argmax(1).tolist(),
+                      probs=[[round(p, 6) for p in row] for row in probs.tolist()], epochs=settings.epochs,
+                      train_samples=len(plan.train_idx), seconds=round(time.time() - started, 2),
+                      selected_epoch=selected_epoch, oracle_preds=oracle_preds)

@@ -1,0 +1,88 @@
+"""Folds trained together (fold_group) give what they give alone, and resume exactly."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine import ReleaseTensors, TrainSettings, run_fold
+from fold_group import fold_groups, run_fold_group
+from main import main
+from models import ModelConfig
+from tests.helpers import FIVE_CLASS_DEFAULTS, loso_args
+from tests.test_composite import composite_rows, write_folder
+
+CPU = torch.device("cpu")
+
+
+def tensors(cfg: ModelConfig, sizes: dict[str, int], seed: int = 0) -> ReleaseTensors:
+    """Random motion with a class signal, AUs on some rows; `sizes`: samples per subject."""
+    rng = np.random.default_rng(seed)
+    subjects = [s for s, n in sizes.items() for _ in range(n)]
+    n = len(subjects)
+    labels = rng.integers(0, cfg.num_classes, n)
+    motion = rng.normal(0, 1, (n, 3, cfg.img_size, cfg.img_size)).astype(np.float32) + 0.3 * labels[:, None, None, None]
+    face = rng.integers(0, 255, (n, 3, cfg.img_size, cfg.img_size)).astype(np.uint8)
+    au = (rng.random((n, len(cfg.aus))) < 0.3).astype(np.float32)
+    return ReleaseTensors.from_arrays(motion, face, labels, au, subjects, [str(i) for i in range(n)], CPU, cfg.grid,
+                                      au_known=rng.random(n) < 0.7)
+
+
+@pytest.mark.parametrize("arch, val_subjects", [("amgcn", 0), ("mmnet", 1)])
+def test_folds_together_equal_folds_alone(tmp_path, arch, val_subjects):
+    cfg = ModelConfig(num_classes=3, img_size=16, width=0.0625, vit_depth=1, arch=arch)
+    data = tensors(cfg, {f"s{i}": 6 for i in range(4)})
+    settings = TrainSettings(epochs=2, batch_size=6, lr=1e-3, weight_decay=1e-4, optimizer="adamw",
+                             class_balance=True, val_subjects=val_subjects)
+    folds = ["s0", "s2", "s3"]
+    alone = [run_fold(s, data, cfg, settings, 7, CPU, tmp_path / f"{s}.pt", {}) for s in folds]
+    together = run_fold_group(folds, data, cfg, settings, 7, CPU, tmp_path / "group.pt", {})
+    for a, t in zip(alone, together):
+        assert (a.subject, a.indices, a.selected_epoch) == (t.subject, t.indices, t.selected_epoch)
+        assert np.allclose(a.probs, t.probs, atol=5e-3), a.subject
+    # training changed each fold's model differently: the folds did not share weights
+    assert len({tuple(map(tuple, t.probs)) for t in together}) == len(folds)
+
+
+def test_groups_hold_folds_with_equally_large_training_sets():
+    cfg = ModelConfig(num_classes=3, img_size=16)
+    data = tensors(cfg, {"a": 2, "b": 3, "c": 2, "d": 2, "e": 3})
+    settings = TrainSettings(epochs=1, batch_size=4, lr=1e-3, weight_decay=0.0, optimizer="adam")
+    groups = fold_groups(["a", "b", "c", "d", "e"], data, settings, 0, max_group=2)
+    # holding out a 3-sample subject leaves 9 samples, a 2-sample one 10
+    assert groups == [["b", "e"], ["a", "c"], ["d"]]
+
+
+def test_a_killed_group_resumes_exactly(tmp_path):
+    cfg = ModelConfig(num_classes=3, img_size=16, width=0.0625, vit_depth=1)
+    data = tensors(cfg, {f"s{i}": 6 for i in range(4)})
+    settings = TrainSettings(epochs=3, batch_size=6, lr=1e-3, weight_decay=1e-4, optimizer="adam",
+                             checkpoint_interval=0.0)
+    folds = ["s1", "s2"]
+    unbroken = run_fold_group(folds, data, cfg, settings, 0, CPU, tmp_path / "a.pt", {})
+
+    def kill_after_epoch_2(record: dict) -> None:
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_fold_group(folds, data, cfg, settings, 0, CPU, tmp_path / "b.pt", {}, on_epoch=kill_after_epoch_2)
+    resumed = run_fold_group(folds, data, cfg, settings, 0, CPU, tmp_path / "b.pt", {})
+    assert [r.probs for r in resumed] == [r.probs for r in unbroken]
+
+
+def test_command_line_folds_together(tmp_path):
+    root = write_folder(tmp_path / "maps", composite_rows())
+    probs = {}
+    for name, extra in (("alone", []), ("together", ["--folds-together", "8"])):
+        argv = loso_args(root, tmp_path, name, "--img-size", "16", "--width", "0.0625", "--batch_size", "6",
+                         "--folds", "samm/006,samm/007,smic/06", *extra)
+        assert main("3class", FIVE_CLASS_DEFAULTS, argv) == 0
+        with open(tmp_path / name / "predictions.csv") as fh:
+            rows = sorted(csv.reader(fh))
+        probs[name] = np.array([[float(x) for x in r[-3:]] for r in rows if r[0] != "dataset"])
+    assert probs["alone"].shape == (18, 3)
+    assert np.allclose(probs["alone"], probs["together"], atol=5e-3)
