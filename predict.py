@@ -1,0 +1,455 @@
+"""Predict with a trained model: class and AU probabilities of new clips, and pictures that explain them.
+
+    python predict.py --model RUN/model.pt --clip DIR --onset N --apex M   # a folder of frames
+    python predict.py --model RUN/model.pt --onset onset.jpg --apex apex.jpg
+    python predict.py --model RUN/model.pt --motion-map map.npy [--face face.png]
+    python predict.py --model RUN/model.pt --raf_path RELEASE_OR_MAP_FOLDER --csv predictions.csv
+    ... --explain OUT_DIR                                                  # one PNG per sample
+
+--model takes the model.pt a run writes with --final, or any fold checkpoint
+(<checkpoint-dir>/<run>/<subject>.pt), whose network is rebuilt from the arguments it holds.
+Every input goes through the preprocessing the model was trained with (face crop, size, motion
+kind, flow method, motion normalisation). Bad input ends with one `error:` line and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data.arrays import center_maps
+from data.errors import DataError
+from data.inputs import InputArrays, build_inputs, crop_method, preprocess_sample
+from data.layout import frame_path, resolve_layout
+from data.motion import FLIP_SIGNS, default_flow_method, motion_arrays
+from data.motion_maps import _WHY, _read_image, _read_motion, _resize, is_motion_map_folder, load_motion_maps
+from data.protocols import PROTOCOLS, get_protocol
+from data.release import Sample, load_release
+from engine import ReleaseTensors, TrainSettings, fold_statistics, fold_subjects, fold_seed
+from main import (CommandLineParser, UsageError, build_parser, emit, model_config, model_arrays, open_dataset,
+                  path_value, resolve_device)
+from models import ModelConfig, build_model
+from utils.distributed import DistInfo
+from utils.explain import explain, explainable, render
+from utils.io import error_text, write_csv
+from utils.model_file import FORMAT, maps_export, record_problem
+from utils.paths import file_stem, write_problem
+
+RAW_FRAME_SIZE = (640, 480)   # (W, H) of CASME II's camera frames: such a frame is face-cropped as the raw layout is
+NEGATIVE_STRAIN = -0.02       # optical strain is never negative; a third channel below this is not a flow map
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module          # eval mode, on the device
+    cfg: ModelConfig
+    classes: list[str]
+    adjacency: np.ndarray           # (K, K) the AU co-occurrence adjacency it was trained with
+    motion_scale: torch.Tensor      # (1, 3, 1, 1) each motion channel is divided by it
+    preprocessing: dict             # img_size, motion, protocol, dataset, layout, flow_method, export
+    source: str                     # what the file was, for the log
+
+
+@dataclass
+class Inputs:
+    """Samples to predict, prepared as the model's training data was."""
+    names: list[str]                # (N,)
+    motion: np.ndarray              # (N, 3, S, S) float32 motion maps (before the motion scale)
+    face: np.ndarray | None         # (N, 3, S, S) uint8 RGB onset faces; None when unknown
+    labels: list[str] | None        # (N,) true class names when the dataset gives them
+
+
+# --------------------------------------------------------------------------- the model
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = CommandLineParser(prog="predict.py", description="Class and AU probabilities from a trained AM-GCN model.")
+    p.add_argument("--model", type=path_value, required=True, help="model.pt of a run (--final) or a fold checkpoint")
+    g = p.add_argument_group("input (one of)")
+    g.add_argument("--clip", type=path_value, help="a folder of frames (img<N>.jpg or reg_img<N>.jpg); "
+                                                   "give --onset N and --apex M as frame numbers")
+    g.add_argument("--onset", help="onset frame number (with --clip) or onset image")
+    g.add_argument("--apex", help="apex frame number (with --clip) or apex image")
+    g.add_argument("--motion-map", type=path_value, help="a motion map (3-channel image or .npy)")
+    g.add_argument("--face", type=path_value, help="the onset face of --motion-map")
+    g.add_argument("--map-kind", choices=("diff", "flow"), help="what --motion-map holds (checked against the model)")
+    g.add_argument("--raf_path", "--raf-path", type=path_value, help="a CASME II release or a motion-map folder")
+    g = p.add_argument_group("preprocessing and output")
+    g.add_argument("--crop", choices=("auto", "haar", "full"), default="auto",
+                   help="frames: haar = find the face (the raw layout's crop), full = the frame is the face; "
+                        "auto: haar for 640x480 frames or a model trained on the raw layout")
+    g.add_argument("--cache-dir", type=path_value, help="preprocessed-input cache (as in training)")
+    g.add_argument("--csv", type=path_value, help="also write the table to this CSV file")
+    g.add_argument("--explain", type=path_value, metavar="OUT_DIR", help="write one explanation PNG per sample here")
+    g.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    g.add_argument("--batch-size", type=int, default=64, help="samples per forward pass")
+    return p
+
+
+def load_model(path: Path, device: torch.device) -> LoadedModel:
+    """A model.pt (utils.model_file) or a fold checkpoint, ready to predict; UsageError naming the file."""
+    if not path.is_file():
+        raise UsageError(f"--model {path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"--model {path}: not a PyTorch file (torch.save writes a zip archive)")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UsageError(f"--model {path}: holds Python objects that weights-only loading refuses") from None
+    except Exception as e:  # a damaged archive fails in many ways (zip, EOF, keys)
+        raise UsageError(f"--model {path}: not a model file or checkpoint ({error_text(e)})") from None
+    if isinstance(record, dict) and record.get("format") == FORMAT:
+        problem = record_problem(record)
+        if problem:
+            raise UsageError(f"--model {path}: {problem}")
+        try:
+            cfg = ModelConfig(**record["config"])
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"--model {path}: its config cannot build a model ({error_text(e)})") from None
+        classes, scale = list(record["classes"]), record["motion_scale"]
+        preprocessing = dict(record["preprocessing"])
+        source = f"model file ({record['training'].get('samples')} samples)"
+    elif isinstance(record, dict) and isinstance(record.get("model"), dict) and isinstance(record.get("args"), dict):
+        cfg, classes, scale, preprocessing = checkpoint_model(path, record, device)
+        source = f"fold checkpoint (held-out subject {record.get('subject')}, epoch {record.get('epoch')})"
+    else:
+        raise UsageError(f"--model {path}: neither a model file (model.pt of --final) nor a fold checkpoint "
+                         "(a mapping with 'model' and 'args')")
+    if len(classes) != cfg.num_classes:
+        raise UsageError(f"--model {path}: {len(classes)} class names for a {cfg.num_classes}-class model")
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(record["model"])
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise UsageError(f"--model {path}: the weights do not fit the model they describe ({error_text(e)})") from None
+    if not all(torch.isfinite(v).all() for v in record["model"].values() if v.is_floating_point()):
+        raise UsageError(f"--model {path}: the weights hold NaN or infinite values")
+    graph = getattr(model, "graph", None)
+    adjacency = graph.adjacency.numpy() if graph is not None else np.eye(len(cfg.aus), dtype=np.float32)
+    return LoadedModel(model=model.to(device).eval(), cfg=cfg, classes=classes, adjacency=adjacency,
+                       motion_scale=scale.float().reshape(1, 3, 1, 1).to(device), preprocessing=preprocessing,
+                       source=source)
+
+
+def checkpoint_model(path: Path, ckpt: dict, device: torch.device) -> tuple[ModelConfig, list[str], torch.Tensor, dict]:
+    """(config, classes, motion scale (3,), preprocessing) of a fold checkpoint, from the run arguments it holds."""
+    saved = ckpt["args"]
+    protocol = saved.get("protocol")
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"--model {path}: its arguments name no known protocol ({protocol!r})")
+    args = build_parser(protocol, {"batch_size": 32, "lr": 1e-3, "epochs": 1}).parse_args([])
+    for key, value in saved.items():
+        setattr(args, key, Path(value) if key in ("raf_path", "sheet", "cache_dir") and value else value)
+    classes = list(get_protocol(protocol).classes)
+    has_position = any(k.startswith("position.") for k in ckpt["model"])
+    # model_config switches the position branch off for datasets without faces; the weights tell which it was
+    stand_in = SimpleNamespace(face=np.zeros(0) if has_position else None, aus=[])
+    try:
+        cfg = model_config(args, len(classes), stand_in)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--model {path}: its arguments cannot build a model ({error_text(e)})") from None
+    preprocessing = {"img_size": args.img_size, "motion": args.motion, "protocol": protocol,
+                     "center_maps": bool(getattr(args, "center_maps", False))}
+    if args.raf_path is not None and is_motion_map_folder(args.raf_path):
+        preprocessing.update(dataset="motion maps", export=maps_export(args.raf_path))
+    else:
+        preprocessing["dataset"] = "release"
+        try:
+            preprocessing["layout"] = args.layout or (resolve_layout(args.raf_path)[0] if args.raf_path else None)
+        except DataError:
+            preprocessing["layout"] = None  # the release is not here; frames are then taken as faces
+    if args.motion == "flow":
+        preprocessing["flow_method"] = default_flow_method()  # checkpoints do not record it
+    scale = ckpt.get("motion_scale")
+    if not isinstance(scale, torch.Tensor):
+        scale = fold_motion_scale(path, args, cfg, str(ckpt.get("subject")), device)
+    if scale.numel() != 3 or not torch.isfinite(scale).all() or not (scale > 0).all():
+        raise UsageError(f"--model {path}: 'motion_scale' is not three positive finite numbers")
+    return cfg, classes, scale.flatten(), preprocessing
+
+
+def fold_motion_scale(path: Path, args: argparse.Namespace, cfg: ModelConfig, held_out: str,
+                      device: torch.device) -> torch.Tensor:
+    """The motion scale of a checkpoint that predates recording it: recomputed as its fold did, from the
+    training subjects of the dataset its arguments name."""
+    if args.raf_path is None or not Path(args.raf_path).exists():
+        raise UsageError(f"--model {path}: the checkpoint holds no motion normalisation and its dataset "
+                         f"{args.raf_path} is not here to recompute it")
+    emit(f"recomputing the fold's motion normalisation from {args.raf_path}")
+    protocol = get_protocol(args.protocol)
+    arrays = model_arrays(args, open_dataset(args, protocol), DistInfo())
+    au, au_known = arrays.au_targets(cfg.aus)
+    data = ReleaseTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects, arrays.names,
+                                      device, cfg.grid, au_known=au_known)
+    fit, _ = fold_subjects(held_out, data.subjects, args.val_subjects, fold_seed(args.seed, held_out))
+    settings = TrainSettings(epochs=1, batch_size=2, lr=1.0, weight_decay=0.0, optimizer="adam")
+    _, scale, _ = fold_statistics(data, data.indices(set(fit)), cfg, settings)
+    return scale.flatten().cpu()
+
+
+# --------------------------------------------------------------------------- inputs
+
+def clip_sample(onset: Path, apex: Path, name: str) -> Sample:
+    """A stand-in sheet row for one onset/apex pair, so data.inputs preprocesses it as training did."""
+    return Sample(subject="", filename=name, label=0, emotion="", aus=frozenset(), onset=0, apex=1, offset=1,
+                  row=0, onset_path=onset, apex_path=apex, frame_dir=onset.parent)
+
+
+def frames_input(onset: Path, apex: Path, name: str, loaded: LoadedModel, crop: str, cache_dir: Path | None
+                 ) -> Inputs:
+    """Onset and apex frames -> faces (cropped and resized as in training) -> the model's motion map."""
+    shapes = []
+    for flag, file in (("--onset", onset), ("--apex", apex)):
+        if not file.is_file():
+            raise UsageError(f"{flag} {file}: no such file")
+        frame = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise UsageError(f"{flag} {file}: cannot be read as an image")
+        shapes.append((frame.shape[1], frame.shape[0]))
+    method = crop_method(loaded.preprocessing.get("layout") or "cropped") if crop == "auto" else crop
+    if crop == "auto" and shapes[0] == RAW_FRAME_SIZE:  # a camera frame, not a face: crop it as the raw layout is
+        method = "haar"
+    size = loaded.preprocessing["img_size"]
+    result = preprocess_sample(0, clip_sample(onset, apex, name), size, method, strict=True)
+    if result.error or result.strict_error:
+        raise DataError((result.strict_error or result.error).removesuffix("; skipped").lstrip(" :"))
+    for note in result.notes:
+        emit(f"warning: {note.lstrip(' :')}")
+    inputs = InputArrays(samples=[], onset=result.onset[None], apex=result.apex[None], labels=np.zeros(1, np.int64),
+                         subjects=[""], warnings=[])
+    motion, notes = motion_arrays(inputs, loaded.preprocessing["motion"], cache_dir=cache_dir,
+                                  method=loaded.preprocessing.get("flow_method"))
+    for note in notes:  # the flow method, cache problems
+        emit(note)
+    return Inputs(names=[name], motion=motion, face=inputs.onset, labels=None)
+
+
+def clip_input(clip: Path, onset: str, apex: str, loaded: LoadedModel, crop: str, cache_dir: Path | None) -> Inputs:
+    if not clip.is_dir():
+        raise UsageError(f"--clip {clip}: no such folder")
+    paths = []
+    for flag, text in (("--onset", onset), ("--apex", apex)):
+        if not text.strip().isdigit():
+            raise UsageError(f"{flag} {text!r}: with --clip, give a frame number")
+        found = frame_path(clip, "", "", int(text))   # the clip folder is the frames root of itself
+        if found is None:
+            raise UsageError(f"{flag} {text}: no frame {text} in {clip} (reg_img{int(text)}.jpg or img{int(text)}.jpg)")
+        paths.append(found)
+    return frames_input(paths[0], paths[1], clip.name, loaded, crop, cache_dir)
+
+
+def motion_map_input(map_path: Path, face_path: Path | None, loaded: LoadedModel) -> Inputs:
+    size = loaded.preprocessing["img_size"]
+    motion = _read_motion(map_path, size)
+    if isinstance(motion, str):
+        why = "has one (grey) channel; motion maps need 3" if motion == "grey" else _WHY[motion]
+        raise UsageError(f"--motion-map {map_path}: {why}")
+    face = None
+    if face_path is not None:
+        image = _read_image(face_path, colour=False)
+        if isinstance(image, str):
+            raise UsageError(f"--face {face_path}: {_WHY[image]}")
+        face = np.clip(_resize(image, size) * 255.0 + 0.5, 0, 255).astype(np.uint8)[None]   # (1, 3, S, S)
+    return Inputs(names=[map_path.stem], motion=motion[None], face=face, labels=None)
+
+
+def dataset_input(root: Path, loaded: LoadedModel, cache_dir: Path | None) -> Inputs:
+    """Every sample of a release (preprocessed as training did) or of a motion-map folder."""
+    protocol = get_protocol(loaded.preprocessing["protocol"])
+    size = loaded.preprocessing["img_size"]
+    if is_motion_map_folder(root):
+        maps = load_motion_maps(root, protocol, img_size=size)
+        for note in maps.warnings:
+            emit(f"warning: {note}")
+        names, motion, face, labels = maps.names, maps.motion, maps.face, maps.labels
+        subjects = maps.subjects
+    else:
+        release = load_release(root, protocol)
+        progress = sys.stderr.isatty()
+        inputs = build_inputs(release, img_size=size, cache_dir=cache_dir, progress=progress)
+        motion, notes = motion_arrays(inputs, loaded.preprocessing["motion"], cache_dir=cache_dir, progress=progress,
+                                      method=loaded.preprocessing.get("flow_method"))
+        for note in [*release.warnings, *inputs.warnings, *notes]:
+            emit(note if note.startswith("motion:") else f"warning: {note}")
+        names, face, labels = [s.filename for s in inputs.samples], inputs.onset, inputs.labels
+        subjects = inputs.subjects
+    return Inputs(names=[f"{s}/{n}" for s, n in zip(subjects, names)], motion=motion, face=face,
+                  labels=[protocol.classes[i] for i in labels])
+
+
+def check_map_kind(inputs: Inputs, loaded: LoadedModel, stated: str | None, export: dict | None, what: str) -> None:
+    """UsageError when the maps hold another motion kind than the model was trained on: as stated by
+    --map-kind or their export.json, else as their values show (optical strain is never negative)."""
+    kind = loaded.preprocessing["motion"]
+    trained_export = loaded.preprocessing.get("export") or {}
+    for source, said in (("--map-kind", stated), (f"{what}'s export.json", (export or {}).get("motion"))):
+        if said is not None and said != kind:
+            raise UsageError(f"{what}: {source} says the maps hold {said}, but the model was trained on {kind} maps")
+    if export is not None and export.get("style") != trained_export.get("style", "default"):
+        raise UsageError(f"{what}: {export.get('style')}-style maps, but the model was trained on "
+                         f"{trained_export.get('style', 'default')}-style maps")
+    if trained_export.get("style") == "ststnet":
+        return  # min-max normalised maps: the strain channel is stretched to -1..1, the values tell nothing
+    third = inputs.motion[:, 2].reshape(len(inputs.motion), -1)             # (N, S*S)
+    negative = third.min(1) < NEGATIVE_STRAIN
+    looks_like_flow = (~negative) & (third.max(1) > -NEGATIVE_STRAIN)
+    if kind == "flow" and negative.mean() > 0.5:
+        raise UsageError(f"{what}: the third channel has negative values, which optical strain never has: "
+                         "these look like difference images, but the model was trained on flow maps")
+    if kind == "diff" and looks_like_flow.mean() > 0.5:
+        raise UsageError(f"{what}: the third channel is never negative, as optical strain is: these look like "
+                         "flow maps, but the model was trained on difference images")
+
+
+def read_inputs(args: argparse.Namespace, loaded: LoadedModel) -> Inputs:
+    """The one input the flags name, prepared for the model."""
+    given = [flag for flag, value in (("--clip", args.clip), ("--motion-map", args.motion_map),
+                                      ("--raf_path", args.raf_path)) if value is not None]
+    if not given and args.onset is None and args.apex is None:
+        raise UsageError("give an input: --clip DIR --onset N --apex M, --onset IMG --apex IMG, "
+                         "--motion-map IMG or --raf_path PATH")
+    if len(given) > 1 or (args.onset is not None and given and given[0] != "--clip"):
+        raise UsageError(f"give one input, not {' and '.join(given + (['--onset'] if args.onset else []))}")
+    if (given in ([], ["--clip"])) and (args.onset is None or args.apex is None):
+        raise UsageError("--onset and --apex go together" + (" with --clip" if given else ""))
+    if args.face is not None and given != ["--motion-map"]:
+        raise UsageError("--face goes with --motion-map (other inputs bring their own face)")
+    if args.map_kind is not None and given != ["--motion-map"]:
+        raise UsageError("--map-kind goes with --motion-map")
+    if given == ["--clip"]:
+        return clip_input(args.clip, args.onset, args.apex, loaded, args.crop, args.cache_dir)
+    if not given:
+        onset, apex = Path(args.onset), Path(args.apex)
+        return frames_input(onset, apex, onset.stem, loaded, args.crop, args.cache_dir)
+    if given == ["--motion-map"]:
+        if not args.motion_map.is_file():
+            raise UsageError(f"--motion-map {args.motion_map}: no such file")
+        if args.face is None and loaded.cfg.pos_on:
+            raise UsageError("--motion-map: this model's position branch reads the onset face; give --face IMG")
+        inputs = motion_map_input(args.motion_map, args.face, loaded)
+        export = next((e for e in (maps_export(f) for f in args.motion_map.parents[:2]) if e is not None), None)
+        check_map_kind(inputs, loaded, args.map_kind, export, f"--motion-map {args.motion_map}")
+        return inputs
+    inputs = dataset_input(args.raf_path, loaded, args.cache_dir)
+    if is_motion_map_folder(args.raf_path):
+        if inputs.face is None and loaded.cfg.pos_on:
+            raise UsageError(f"--raf_path {args.raf_path}: the folder has no faces, which this model's position "
+                             "branch reads")
+        check_map_kind(inputs, loaded, None, maps_export(args.raf_path), f"--raf_path {args.raf_path}")
+    return inputs
+
+
+# --------------------------------------------------------------------------- prediction
+
+@torch.no_grad()
+def predict(loaded: LoadedModel, data: ReleaseTensors, batch_size: int, device: torch.device
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class probabilities (N, C) and AU probabilities (N, K) or None, as engine.evaluate computes them."""
+    loaded.model.eval()
+    probs, au_probs = [], []
+    starts = range(0, len(data.labels), batch_size)
+    for start in tqdm(starts, desc="predict", unit="batch", disable=len(starts) < 2 or not sys.stderr.isatty()):
+        batch = slice(start, start + batch_size)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = loaded.model(data.motion[batch] / loaded.motion_scale, data.face[batch])
+        probs.append(torch.softmax(out["logits"].float(), dim=1).cpu())
+        if out["au_logits"] is not None:
+            au_probs.append(torch.sigmoid(out["au_logits"].float()).cpu())
+    return torch.cat(probs).numpy(), (torch.cat(au_probs).numpy() if au_probs else None)
+
+
+def to_tensors(inputs: Inputs, loaded: LoadedModel, device: torch.device) -> ReleaseTensors:
+    """The engine's own tensors (face pooling and ImageNet normalisation included)."""
+    n = len(inputs.names)
+    face = inputs.face if loaded.cfg.pos_on else None   # a model without the position branch reads no face
+    return ReleaseTensors.from_arrays(inputs.motion, face, np.zeros(n, np.int64), np.zeros((n, len(loaded.cfg.aus))),
+                                      [""] * n, inputs.names, device, loaded.cfg.grid,
+                                      flip_signs=FLIP_SIGNS[loaded.preprocessing["motion"]])
+
+
+def table(inputs: Inputs, loaded: LoadedModel, probs: np.ndarray, au_probs: np.ndarray | None
+          ) -> tuple[list[str], list[list]]:
+    header = ["sample"] + (["label"] if inputs.labels is not None else []) + ["pred"]
+    header += [f"p_{c}" for c in loaded.classes]
+    header += [f"au{a}" for a in loaded.cfg.aus] if au_probs is not None else []
+    rows = []
+    for i, name in enumerate(inputs.names):
+        row = [name] + ([inputs.labels[i]] if inputs.labels is not None else [])
+        row.append(loaded.classes[int(probs[i].argmax())])
+        row += [f"{p:.4f}" for p in probs[i]] + ([f"{p:.4f}" for p in au_probs[i]] if au_probs is not None else [])
+        rows.append(row)
+    return header, rows
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    widths = [max(len(str(v)) for v in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in [header, *rows]]
+    if rows and "label" in header:
+        hits = sum(r[1] == r[2] for r in rows)
+        lines.append(f"accuracy {hits}/{len(rows)} = {hits / len(rows):.3f}")
+    return "\n".join(lines)
+
+
+def write_explanations(out_dir: Path, inputs: Inputs, data: ReleaseTensors, loaded: LoadedModel) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(tqdm(inputs.names, desc="explain", disable=len(inputs.names) < 2
+                                  or not sys.stderr.isatty())):
+        found = explain(loaded.model, data.motion[i:i + 1] / loaded.motion_scale, data.face[i:i + 1])
+        title = name + (f" (label {inputs.labels[i]})" if inputs.labels is not None else "")
+        render(out_dir / f"{i:04d}_{file_stem(name)}.png", inputs.face[i] if inputs.face is not None else None,
+               inputs.motion[i], loaded.preprocessing["motion"], found, loaded.classes, loaded.cfg.aus,
+               loaded.adjacency, title)
+    emit(f"explanations: {len(inputs.names)} PNG file(s) in {out_dir}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 1 <= args.batch_size <= 100_000:
+        raise UsageError(f"--batch-size must be an integer from 1 to 100000, got {args.batch_size}")
+    for flag, folder in (("--csv", args.csv.parent if args.csv else None), ("--explain", args.explain)):
+        problem = write_problem(folder) if folder is not None else None
+        if problem:
+            raise UsageError(f"{flag} {folder}: {problem}")
+    device = resolve_device(args.device, DistInfo())
+    loaded = load_model(args.model, device)
+    if args.explain is not None and not explainable(loaded.model):
+        raise UsageError(f"--explain: a {loaded.cfg.arch} model has no feature map to explain")
+    emit(f"model: {args.model}, {loaded.source}: {loaded.cfg.arch}, {loaded.preprocessing['motion']} maps at "
+         f"{loaded.preprocessing['img_size']} px, classes {', '.join(loaded.classes)}")
+    inputs = read_inputs(args, loaded)
+    if loaded.preprocessing.get("center_maps"):  # trained with --center-maps: each map's median is its zero
+        inputs.motion = center_maps(inputs.motion)
+    data = to_tensors(inputs, loaded, device)
+    probs, au_probs = predict(loaded, data, args.batch_size, device)
+    header, rows = table(inputs, loaded, probs, au_probs)
+    print(format_table(header, rows))
+    if args.csv is not None:
+        write_csv(args.csv, header, rows)
+        emit(f"table: {args.csv}")
+    if args.explain is not None:
+        write_explanations(args.explain, inputs, data, loaded)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_arg_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        return run(args)
+    except (UsageError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an output that cannot be written (a full disk, a folder in the way)
+        print(f"error: {error_text(e)}{f' ({e.filename})' if e.filename else ''}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
