@@ -32,7 +32,7 @@ class TrainingError(RuntimeError):
 
 
 @dataclass
-class ReleaseTensors:
+class DatasetTensors:
     """Model inputs of every sample, built once per run and kept on the device.
 
     motion: (N, 3, S, S) float32 motion map (difference image or flow)
@@ -58,7 +58,7 @@ class ReleaseTensors:
     def from_arrays(cls, motion: np.ndarray, face: np.ndarray | None, labels: np.ndarray, au: np.ndarray,
                     subjects: list[str], names: list[str], device: torch.device, grid: int,
                     flip_signs: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                    au_known: np.ndarray | None = None, datasets: list[str] | None = None) -> "ReleaseTensors":
+                    au_known: np.ndarray | None = None, datasets: list[str] | None = None) -> "DatasetTensors":
         """`grid`: the position branch's token grid (ModelConfig.grid); faces are pooled to it once.
         `au_known` (N,) bool: which samples have AU coding (default: all)."""
         motion_t = torch.from_numpy(np.asarray(motion, dtype=np.float32)).to(device)  # (N, 3, S, S)
@@ -108,7 +108,7 @@ class TrainSettings:
 @dataclass
 class FoldResult:
     subject: str
-    indices: list[int]          # rows of ReleaseTensors tested in this fold
+    indices: list[int]          # rows of DatasetTensors tested in this fold
     preds: list[int]
     probs: list[list[float]]
     epochs: int
@@ -141,7 +141,7 @@ def fold_subjects(subject: str, subjects: list[str], val_subjects: int, seed: in
     return [s for s in train if s not in val], val
 
 
-def untrainable(subject: str, data: "ReleaseTensors", settings: "TrainSettings", seed: int) -> str | None:
+def untrainable(subject: str, data: "DatasetTensors", settings: "TrainSettings", seed: int) -> str | None:
     """Why the fold holding out `subject` could never reach the optimiser, or None.
 
     `seed` is the run's seed. Batches of one sample are skipped (batch norm cannot train on
@@ -301,7 +301,7 @@ def _random_flip(x: torch.Tensor, flip: torch.Tensor, signs: torch.Tensor | None
     return torch.where(flip.view(-1, 1, 1, 1), mirrored, x)
 
 
-def training_batches(data: ReleaseTensors, train_idx: torch.Tensor, motion_scale: torch.Tensor, batch_size: int,
+def training_batches(data: DatasetTensors, train_idx: torch.Tensor, motion_scale: torch.Tensor, batch_size: int,
                      generator: torch.Generator, device: torch.device
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One epoch's batches (idx, motion, face) in a random order, each sample mirrored with p=0.5.
@@ -322,7 +322,7 @@ def training_batches(data: ReleaseTensors, train_idx: torch.Tensor, motion_scale
         yield idx, motion, face
 
 
-def train_one_epoch(model: torch.nn.Module, data: ReleaseTensors, train_idx: torch.Tensor,
+def train_one_epoch(model: torch.nn.Module, data: DatasetTensors, train_idx: torch.Tensor,
                     motion_scale: torch.Tensor, optimizer: torch.optim.Optimizer, cfg: ModelConfig,
                     settings: TrainSettings, generator: torch.Generator, device: torch.device,
                     class_weights: torch.Tensor | None = None) -> dict:
@@ -351,7 +351,7 @@ def train_one_epoch(model: torch.nn.Module, data: ReleaseTensors, train_idx: tor
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: ReleaseTensors, idx: torch.Tensor, motion_scale: torch.Tensor,
+def evaluate(model: torch.nn.Module, data: DatasetTensors, idx: torch.Tensor, motion_scale: torch.Tensor,
              settings: TrainSettings, device: torch.device) -> torch.Tensor:
     """Class probabilities (n, C) of the samples `idx`, in that order."""
     model.eval()
@@ -364,7 +364,7 @@ def evaluate(model: torch.nn.Module, data: ReleaseTensors, idx: torch.Tensor, mo
     return torch.cat(chunks).cpu()
 
 
-def fold_statistics(data: ReleaseTensors, train_idx: torch.Tensor, cfg: ModelConfig, settings: TrainSettings
+def fold_statistics(data: DatasetTensors, train_idx: torch.Tensor, cfg: ModelConfig, settings: TrainSettings
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(adjacency (K, K), motion_scale (1, 3, 1, 1), class weights (C,) or None) from the training samples only."""
     coded_idx = train_idx[data.au_known[train_idx]]
@@ -391,6 +391,19 @@ def seed_epoch(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed + epoch)
 
 
+def fold_optimizer(params, settings: TrainSettings
+                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """The optimiser of --optimizer, --lr and --weight_decay with the cosine schedule over --epochs."""
+    optimizer = make_optimizer(settings.optimizer, params, settings.lr, settings.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+
+
+def epoch_record(subject: str, epoch: int, stats: dict, optimizer: torch.optim.Optimizer) -> dict:
+    """The log.jsonl line of one fold's epoch (`epoch` 0-based), before validation and timing."""
+    return {"fold": subject, "epoch": epoch + 1, "train_loss": round(stats["loss"], 5),
+            "train_acc": round(stats["acc"], 4), "lr": optimizer.param_groups[0]["lr"]}
+
+
 FINAL_FOLD = "final"   # the name the final model's epochs carry in log.jsonl; also keys its seed
 
 
@@ -404,7 +417,7 @@ class TrainedModel:
     seconds: float
 
 
-def train_final(data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings, seed: int, device: torch.device,
+def train_final(data: DatasetTensors, cfg: ModelConfig, settings: TrainSettings, seed: int, device: torch.device,
                 on_epoch: Callable[[dict], None] = lambda record: None) -> TrainedModel:
     """Train one model on every sample with the folds' recipe (statistics, schedule, seeding); `seed` is the run's.
 
@@ -417,22 +430,141 @@ def train_final(data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings,
     seed = fold_seed(seed, FINAL_FOLD)
     adjacency, motion_scale, class_weights = fold_statistics(data, train_idx, cfg, settings)
     model = fresh_model(cfg, settings, adjacency, seed, device)
-    optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    optimizer, scheduler = fold_optimizer(model.parameters(), settings)
     step_model = torch.compile(model) if settings.compile else model
     for epoch in range(settings.epochs):
         t0 = time.time()
         stats = train_one_epoch(step_model, data, train_idx, motion_scale, optimizer, cfg, settings,
                                 seed_epoch(seed, epoch), device, class_weights)
         scheduler.step()
-        on_epoch({"fold": FINAL_FOLD, "epoch": epoch + 1, "train_loss": round(stats["loss"], 5),
-                  "train_acc": round(stats["acc"], 4), "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": round(time.time() - t0, 3)})
+        on_epoch({**epoch_record(FINAL_FOLD, epoch, stats, optimizer), "seconds": round(time.time() - t0, 3)})
     return TrainedModel(model=model, adjacency=adjacency, motion_scale=motion_scale, train_samples=len(train_idx),
                         seconds=round(time.time() - started, 2))
 
 
-def run_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings, seed: int,
+# --------------------------------------------------------------------------- one fold, step by step
+
+@dataclass
+class FoldPlan:
+    """What one fold trains on, chooses its epoch on and tests, with its statistics."""
+    subject: str
+    seed: int                           # the fold's own seed (fold_seed)
+    train_idx: torch.Tensor             # (n_fit,) rows of the fitting subjects
+    val_idx: torch.Tensor               # (n_val,) rows of the validation subjects (empty without --val-subjects)
+    test_idx: torch.Tensor              # (n_test,) rows of the held-out subject
+    motion_scale: torch.Tensor          # (1, 3, 1, 1)
+    class_weights: torch.Tensor | None  # (C,)
+
+
+def plan_fold(subject: str, data: DatasetTensors, cfg: ModelConfig, settings: TrainSettings, seed: int,
+              device: torch.device) -> tuple[FoldPlan, torch.nn.Module]:
+    """The fold's split, its statistics from the fitting samples and its fresh model; `seed` is the run's."""
+    problem = untrainable(subject, data, settings, seed)
+    if problem:
+        raise TrainingError(problem)
+    seed = fold_seed(seed, subject)
+    fit_subjects, val_subjects = fold_subjects(subject, data.subjects, settings.val_subjects, seed)
+    train_idx = data.indices(set(fit_subjects))
+    adjacency, motion_scale, class_weights = fold_statistics(data, train_idx, cfg, settings)
+    plan = FoldPlan(subject, seed, train_idx, data.indices(set(val_subjects)), data.indices({subject}),
+                    motion_scale, class_weights)
+    return plan, fresh_model(cfg, settings, adjacency, seed, device)
+
+
+def no_best() -> dict:
+    """The best-epoch record before any validation."""
+    return {"score": -math.inf, "epoch": 0, "state": None}
+
+
+@dataclass
+class FoldState:
+    """What a fold carries from epoch to epoch, and what its checkpoint holds."""
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    epoch: int = 0                      # epochs done
+    best: dict = field(default_factory=no_best)
+    oracle_preds: list[list[int]] = field(default_factory=list)
+
+
+def resume_fold(path: Path, state: FoldState, subject: str, settings: TrainSettings, device: torch.device) -> None:
+    """Load the fold checkpoint at `path` into `state`; DataError naming the file when it does not fit."""
+    ckpt = read_checkpoint(path, state.model, subject, settings.epochs, device)
+    try:
+        state.model.load_state_dict(ckpt["model"])
+        state.optimizer.load_state_dict(ckpt["optimizer"])
+        state.scheduler.load_state_dict(ckpt["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"checkpoint {path}: does not fit this run ({error_text(e)}); "
+                        f"delete it to restart fold {subject}") from None
+    state.epoch = ckpt["epoch"]
+    state.best = ckpt.get("best", state.best)
+    state.oracle_preds = ckpt.get("oracle_preds", [])
+
+
+def save_fold(path: Path, state: FoldState, plan: FoldPlan, args_record: dict) -> None:
+    """The fold checkpoint: enough to resume exactly, and the motion scale predict.py needs."""
+    atomic_torch_save({"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+                       "scheduler": state.scheduler.state_dict(), "epoch": state.epoch, "subject": plan.subject,
+                       "args": args_record, "best": state.best, "oracle_preds": state.oracle_preds,
+                       "motion_scale": plan.motion_scale.flatten().cpu()}, path)
+
+
+def validation_step(model: torch.nn.Module, keep: torch.nn.Module, data: DatasetTensors, plan: FoldPlan,
+                    best: dict, epoch: int, cfg: ModelConfig, settings: TrainSettings,
+                    device: torch.device) -> tuple[float, dict]:
+    """(validation UF1 of `model` after `epoch` (0-based), the best-epoch record).
+
+    The record takes a copy of `keep`'s weights (the uncompiled module of `model`) when this epoch beats it.
+    """
+    val_probs = evaluate(model, data, plan.val_idx, plan.motion_scale, settings, device)
+    uf1 = pooled_metrics(data.labels[plan.val_idx].cpu(), val_probs.argmax(1), cfg.num_classes)["uf1"]
+    if uf1 > best["score"]:
+        best = {"score": uf1, "epoch": epoch + 1, "state": {k: v.detach().clone() for k, v in keep.state_dict().items()}}
+    return uf1, best
+
+
+def fold_epoch(step_model: torch.nn.Module, state: FoldState, plan: FoldPlan, data: DatasetTensors,
+               cfg: ModelConfig, settings: TrainSettings, device: torch.device) -> dict:
+    """Train epoch `state.epoch`, validate it (and test it, with --report-oracle); its log record."""
+    t0, epoch = time.time(), state.epoch
+    stats = train_one_epoch(step_model, data, plan.train_idx, plan.motion_scale, state.optimizer, cfg, settings,
+                            seed_epoch(plan.seed, epoch), device, plan.class_weights)
+    state.scheduler.step()
+    record = epoch_record(plan.subject, epoch, stats, state.optimizer)
+    if len(plan.val_idx):
+        uf1, state.best = validation_step(step_model, state.model, data, plan, state.best, epoch, cfg, settings,
+                                          device)
+        record["val_uf1"] = round(uf1, 4)
+    if settings.report_oracle:
+        state.oracle_preds.append(
+            evaluate(step_model, data, plan.test_idx, plan.motion_scale, settings, device).argmax(1).tolist())
+    record["seconds"] = round(time.time() - t0, 3)
+    state.epoch = epoch + 1
+    return record
+
+
+def predict_held_out(model: torch.nn.Module, plan: FoldPlan, best: dict, oracle_preds: list[list[int]],
+                     data: DatasetTensors, settings: TrainSettings, device: torch.device, started: float
+                     ) -> FoldResult:
+    """The held-out subject's predictions by the last epoch, or by the validation-chosen one."""
+    selected_epoch = settings.epochs
+    if len(plan.val_idx) and best["state"] is not None:
+        model.load_state_dict(best["state"])
+        selected_epoch = best["epoch"]
+    probs = evaluate(model, data, plan.test_idx, plan.motion_scale, settings, device)
+    if not torch.isfinite(probs).all():  # never let NaN reach a result file
+        raise TrainingError(f"the predictions for {plan.subject} are not finite (NaN or inf); "
+                            "nothing was written for this fold; try a lower --lr")
+    return FoldResult(subject=plan.subject, indices=plan.test_idx.tolist(), preds=probs.argmax(1).tolist(),
+                      probs=[[round(p, 6) for p in row] for row in probs.tolist()], epochs=settings.epochs,
+                      train_samples=len(plan.train_idx), seconds=round(time.time() - started, 2),
+                      selected_epoch=selected_epoch, oracle_preds=oracle_preds)
+
+
+
+
+def run_fold(subject: str, data: DatasetTensors, cfg: ModelConfig, settings: TrainSettings, seed: int,
              device: torch.device, checkpoint_path: Path, args_record: dict,
              on_epoch: Callable[[dict], None] = lambda record: None) -> FoldResult:
     """Train a fresh model without `subject`, then predict `subject`'s samples.
@@ -441,79 +573,16 @@ def run_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: Tra
     re-seeds its own random streams, so a resumed fold is identical to an unbroken one.
     """
     started = time.time()
-    problem = untrainable(subject, data, settings, seed)
-    if problem:
-        raise TrainingError(problem)
-    seed = fold_seed(seed, subject)
-    fit_subjects, val_subjects = fold_subjects(subject, data.subjects, settings.val_subjects, seed)
-    train_idx, test_idx = data.indices(set(fit_subjects)), data.indices({subject})
-    val_idx = data.indices(set(val_subjects))
-
-    adjacency, motion_scale, class_weights = fold_statistics(data, train_idx, cfg, settings)
-    model = fresh_model(cfg, settings, adjacency, seed, device)
-    optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr, settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    plan, model = plan_fold(subject, data, cfg, settings, seed, device)
+    state = FoldState(model, *fold_optimizer(model.parameters(), settings))
     step_model = torch.compile(model) if settings.compile else model
-
-    start_epoch, best = 0, {"score": -math.inf, "epoch": 0, "state": None}
-    oracle_preds: list[list[int]] = []
     if checkpoint_path.exists():
-        ckpt = read_checkpoint(checkpoint_path, model, subject, settings.epochs, device)
-        try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as e:
-            raise DataError(f"checkpoint {checkpoint_path}: does not fit this run ({error_text(e)}); "
-                            f"delete it to restart fold {subject}") from None
-        start_epoch = ckpt["epoch"]
-        best = ckpt.get("best", best)
-        oracle_preds = ckpt.get("oracle_preds", [])
-
+        resume_fold(checkpoint_path, state, subject, settings, device)
     last_save = time.time()
-    for epoch in range(start_epoch, settings.epochs):
-        t0 = time.time()
-        generator = seed_epoch(seed, epoch)
-        stats = train_one_epoch(step_model, data, train_idx, motion_scale, optimizer, cfg, settings, generator, device,
-                                class_weights)
-        scheduler.step()
-        record = {"fold": subject, "epoch": epoch + 1, "train_loss": round(stats["loss"], 5),
-                  "train_acc": round(stats["acc"], 4), "lr": optimizer.param_groups[0]["lr"]}
-        if len(val_idx):
-            val_probs = evaluate(step_model, data, val_idx, motion_scale, settings, device)
-            val = pooled_metrics(data.labels[val_idx].cpu(), val_probs.argmax(1), cfg.num_classes)
-            record["val_uf1"] = round(val["uf1"], 4)
-            if val["uf1"] > best["score"]:
-                best = {"score": val["uf1"], "epoch": epoch + 1,
-                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        if settings.report_oracle:
-            oracle_preds.append(evaluate(step_model, data, test_idx, motion_scale, settings, device).argmax(1).tolist())
-        record["seconds"] = round(time.time() - t0, 3)
-        done = epoch + 1 == settings.epochs
-        if done or time.time() - last_save >= settings.checkpoint_interval:
-            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "subject": subject,
-                               "args": args_record, "best": best, "oracle_preds": oracle_preds,
-                               "motion_scale": motion_scale.flatten().cpu()}, checkpoint_path)  # for predict.py
+    while state.epoch < settings.epochs:
+        record = fold_epoch(step_model, state, plan, data, cfg, settings, device)
+        if state.epoch == settings.epochs or time.time() - last_save >= settings.checkpoint_interval:
+            save_fold(checkpoint_path, state, plan, args_record)
             last_save = time.time()
         on_epoch(record)
-
-    selected_epoch = settings.epochs
-    if len(val_idx) and best["state"] is not None:
-        model.load_state_dict(best["state"])
-        selected_epoch = best["epoch"]
-    probs = evaluate(model, data, test_idx, motion_scale, settings, device)
-    if not torch.isfinite(probs).all():  # never let NaN reach a result file
-        raise TrainingError(f"the predictions for {subject} are not finite (NaN or inf); "
-                            "nothing was written for this fold; try a lower --lr")
-    return FoldResult(
-        subject=subject,
-        indices=test_idx.tolist(),
-        preds=probs.argmax(1).tolist(),
-        probs=[[round(p, 6) for p in row] for row in probs.tolist()],
-        epochs=settings.epochs,
-        train_samples=len(train_idx),
-        seconds=round(time.time() - started, 2),
-        selected_epoch=selected_epoch,
-        oracle_preds=oracle_preds,
-    )
+    return predict_held_out(model, plan, state.best, state.oracle_preds, data, settings, device, started)

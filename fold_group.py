@@ -24,7 +24,6 @@ import copy
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -32,27 +31,14 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from data.errors import DataError
-from engine import (FoldResult, ReleaseTensors, TrainSettings, TrainingError, _autocast, evaluate, fold_seed,
-                    fold_statistics, fold_subjects, fresh_model, make_optimizer, seed_epoch, training_batches,
-                    untrainable)
+from engine import (DatasetTensors, FoldPlan, FoldResult, TrainSettings, TrainingError, _autocast, epoch_record,
+                    evaluate, fold_optimizer, fold_seed, fold_subjects, no_best, plan_fold, predict_held_out,
+                    seed_epoch, training_batches, validation_step)
 from models import ModelConfig, compute_loss
 from utils.io import atomic_torch_save, error_text
-from utils.metrics import pooled_metrics
 
 
-@dataclass
-class FoldPlan:
-    """What one fold of a group trains on and tests."""
-    subject: str
-    seed: int
-    train_idx: torch.Tensor
-    val_idx: torch.Tensor
-    test_idx: torch.Tensor
-    motion_scale: torch.Tensor          # (1, 3, 1, 1)
-    class_weights: torch.Tensor | None  # (C,)
-
-
-def fold_groups(folds: list[str], data: ReleaseTensors, settings: TrainSettings, seed: int,
+def fold_groups(folds: list[str], data: DatasetTensors, settings: TrainSettings, seed: int,
                 max_group: int) -> list[list[str]]:
     """`folds` split into groups of at most `max_group` folds with equally large fitting sets."""
     by_size: dict[int, list[str]] = defaultdict(list)
@@ -64,21 +50,6 @@ def fold_groups(folds: list[str], data: ReleaseTensors, settings: TrainSettings,
         members = by_size[size]
         groups += [members[i:i + max_group] for i in range(0, len(members), max_group)]
     return groups
-
-
-def plan_fold(subject: str, data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings, seed: int,
-              device: torch.device) -> tuple[FoldPlan, torch.nn.Module]:
-    """The fold's split, statistics and fresh model, as engine.run_fold makes them."""
-    problem = untrainable(subject, data, settings, seed)
-    if problem:
-        raise TrainingError(problem)
-    seed = fold_seed(seed, subject)
-    fit_subjects, val_subjects = fold_subjects(subject, data.subjects, settings.val_subjects, seed)
-    train_idx = data.indices(set(fit_subjects))
-    adjacency, motion_scale, class_weights = fold_statistics(data, train_idx, cfg, settings)
-    plan = FoldPlan(subject, seed, train_idx, data.indices(set(val_subjects)), data.indices({subject}),
-                    motion_scale, class_weights)
-    return plan, fresh_model(cfg, settings, adjacency, seed, device)
 
 
 class StackedModels:
@@ -124,7 +95,7 @@ class StackedModels:
                     value.copy_(state[group][name])
 
 
-def train_group_epoch(stack: StackedModels, plans: list[FoldPlan], data: ReleaseTensors,
+def train_group_epoch(stack: StackedModels, plans: list[FoldPlan], data: DatasetTensors,
                       optimizer: torch.optim.Optimizer, cfg: ModelConfig, settings: TrainSettings, epoch: int,
                       device: torch.device) -> list[dict]:
     """One epoch of every fold of the group; each fold's mean loss and accuracy."""
@@ -158,7 +129,7 @@ def train_group_epoch(stack: StackedModels, plans: list[FoldPlan], data: Release
     return [{"loss": float(s[0]) / max(seen, 1), "acc": float(s[1]) / max(seen, 1)} for s in sums.cpu()]
 
 
-def run_fold_group(subjects: list[str], data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings, seed: int,
+def run_fold_group(subjects: list[str], data: DatasetTensors, cfg: ModelConfig, settings: TrainSettings, seed: int,
                    device: torch.device, checkpoint_path: Path, args_record: dict,
                    on_epoch: Callable[[dict], None] = lambda record: None) -> list[FoldResult]:
     """Train the folds holding out `subjects` (equally large fitting sets) together; test each.
@@ -171,10 +142,9 @@ def run_fold_group(subjects: list[str], data: ReleaseTensors, cfg: ModelConfig, 
     if len({len(p.train_idx) for p in plans}) != 1:
         raise ValueError("folds trained together need fitting sets of one size (see fold_groups)")
     stack = StackedModels(list(models))
-    optimizer = make_optimizer(settings.optimizer, list(stack.params.values()), settings.lr, settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    optimizer, scheduler = fold_optimizer(list(stack.params.values()), settings)
     start_epoch = 0
-    best = [{"score": -math.inf, "epoch": 0, "state": None} for _ in plans]
+    best = [no_best() for _ in plans]
     oracle_preds: list[list[list[int]]] = [[] for _ in plans]
     if checkpoint_path.exists():
         start_epoch, best, oracle_preds = _resume(checkpoint_path, stack, optimizer, scheduler, subjects, device)
@@ -186,17 +156,12 @@ def run_fold_group(subjects: list[str], data: ReleaseTensors, cfg: ModelConfig, 
         scheduler.step()
         records = []
         for k, plan in enumerate(plans):
-            record = {"fold": plan.subject, "epoch": epoch + 1, "train_loss": round(stats[k]["loss"], 5),
-                      "train_acc": round(stats[k]["acc"], 4), "lr": optimizer.param_groups[0]["lr"]}
+            record = epoch_record(plan.subject, epoch, stats[k], optimizer)
             if len(plan.val_idx) or settings.report_oracle:
                 model = stack.fold_model(k)
             if len(plan.val_idx):
-                val_probs = evaluate(model, data, plan.val_idx, plan.motion_scale, settings, device)
-                val = pooled_metrics(data.labels[plan.val_idx].cpu(), val_probs.argmax(1), cfg.num_classes)
-                record["val_uf1"] = round(val["uf1"], 4)
-                if val["uf1"] > best[k]["score"]:
-                    best[k] = {"score": val["uf1"], "epoch": epoch + 1,
-                               "state": {n: v.detach().clone() for n, v in model.state_dict().items()}}
+                uf1, best[k] = validation_step(model, model, data, plan, best[k], epoch, cfg, settings, device)
+                record["val_uf1"] = round(uf1, 4)
             if settings.report_oracle:
                 oracle_preds[k].append(
                     evaluate(model, data, plan.test_idx, plan.motion_scale, settings, device).argmax(1).tolist())
@@ -210,7 +175,7 @@ def run_fold_group(subjects: list[str], data: ReleaseTensors, cfg: ModelConfig, 
             last_save = time.time()
         for record in records:
             on_epoch({**record, "seconds": seconds})
-    return [_test(k, plan, stack, best[k], oracle_preds[k], data, settings, device, started)
+    return [predict_held_out(stack.fold_model(k), plan, best[k], oracle_preds[k], data, settings, device, started)
             for k, plan in enumerate(plans)]
 
 
@@ -229,20 +194,3 @@ def _resume(path: Path, stack: StackedModels, optimizer: torch.optim.Optimizer, 
         raise DataError(f"checkpoint {path}: does not fit this group of folds ({error_text(e)}); "
                         "delete it to restart them") from None
 
-
-def _test(k: int, plan: FoldPlan, stack: StackedModels, best: dict, oracle_preds: list[list[int]],
-          data: ReleaseTensors, settings: TrainSettings, device: torch.device, started: float) -> FoldResult:
-    """Fold k's test predictions, from its last epoch or its validation-chosen one."""
-    model = stack.fold_model(k)
-    selected_epoch = settings.epochs
-    if len(plan.val_idx) and best["state"] is not None:
-        model.load_state_dict(best["state"])
-        selected_epoch = best["epoch"]
-    probs = evaluate(model, data, plan.test_idx, plan.motion_scale, settings, device)
-    if not torch.isfinite(probs).all():
-        raise TrainingError(f"the predictions for {plan.subject} are not finite (NaN or inf); "
-                            "nothing was written for this fold; try a lower --lr")
-    return FoldResult(subject=plan.subject, indices=plan.test_idx.tolist(), preds=probs.argmax(1).tolist(),
-                      probs=[[round(p, 6) for p in row] for row in probs.tolist()], epochs=settings.epochs,
-                      train_samples=len(plan.train_idx), seconds=round(time.time() - started, 2),
-                      selected_epoch=selected_epoch, oracle_preds=oracle_preds)

@@ -27,7 +27,7 @@ from data.motion import MOTION_VERSION, MOTIONS, default_flow_method
 from data.motion_maps import MotionMapData, is_motion_map_folder, load_motion_maps
 from data.protocols import PROTOCOLS, Protocol, get_protocol
 from data.release import Release, aus_outside, load_release
-from engine import (ReleaseTensors, TrainingError, TrainSettings, load_pretrained, read_checkpoint, run_fold,
+from engine import (DatasetTensors, TrainingError, TrainSettings, load_pretrained, read_checkpoint, run_fold,
                     train_final, untrainable)
 from fold_group import fold_groups, run_fold_group
 from models import ARCHS, MIN_IMG_SIZE, ModelConfig, build_model
@@ -383,7 +383,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     if args.center_maps:
         arrays.motion = center_maps(arrays.motion)
     au, au_known = arrays.au_targets(cfg.aus)
-    data = ReleaseTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects,
+    data = DatasetTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects,
                                       arrays.names, device, cfg.grid, flip_signs=arrays.flip_signs,
                                       au_known=au_known, datasets=arrays.datasets)
     settings = train_settings(args, device)
@@ -463,7 +463,7 @@ def data_settings(args: argparse.Namespace, dataset: Release | MotionMapData) ->
 
 
 def prepare_run_folder(args: argparse.Namespace, ckpt_dir: Path, fingerprint: dict, folds: list[str],
-                       data: ReleaseTensors, cfg: ModelConfig) -> None:
+                       data: DatasetTensors, cfg: ModelConfig) -> None:
     """Check what a resumed run folder holds against this run (data, fold results, checkpoints),
     then record the arguments and, for a new run, the data fingerprint."""
     run_dir = args.output
@@ -534,7 +534,7 @@ def report_pretrained(path: Path, cfg: ModelConfig) -> None:
     emit(f"pretrained: {loaded} of {total} tensors loaded from {path} (names and shapes match)")
 
 
-def run_folds(mine: list[str], folds: list[str], data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings,
+def run_folds(mine: list[str], folds: list[str], data: DatasetTensors, cfg: ModelConfig, settings: TrainSettings,
               args: argparse.Namespace, ckpt_dir: Path, device: torch.device, info: DistInfo) -> None:
     """Train and test this rank's folds, skipping those with a result file (a resumed run)."""
     run_dir = args.output
@@ -569,7 +569,7 @@ def run_folds(mine: list[str], folds: list[str], data: ReleaseTensors, cfg: Mode
         write_json(fold_file, result.to_dict())
 
 
-def run_group(group: list[str], data: ReleaseTensors, cfg: ModelConfig, settings: TrainSettings,
+def run_group(group: list[str], data: DatasetTensors, cfg: ModelConfig, settings: TrainSettings,
               args: argparse.Namespace, ckpt_dir: Path, device: torch.device, info: DistInfo) -> None:
     """Train the folds of `group` together (fold_group), skipping it when every fold has a result."""
     pending = [s for s in group if not fold_result_path(args.output, s).exists()]
@@ -590,7 +590,7 @@ def run_group(group: list[str], data: ReleaseTensors, cfg: ModelConfig, settings
         write_json(fold_result_path(args.output, result.subject), result.to_dict())
 
 
-def report(folds: list[str], data: ReleaseTensors, cfg: ModelConfig, protocol: Protocol,
+def report(folds: list[str], data: DatasetTensors, cfg: ModelConfig, protocol: Protocol,
            args: argparse.Namespace, skipped: Sequence[str] = ()) -> None:
     """Pool every fold's result file into the run folder's files and print the table.
 
@@ -611,7 +611,7 @@ def report(folds: list[str], data: ReleaseTensors, cfg: ModelConfig, protocol: P
     print(f"results in {run_dir}")
 
 
-def run_final_only(args: argparse.Namespace, dataset: Release | MotionMapData, data: ReleaseTensors,
+def run_final_only(args: argparse.Namespace, dataset: Release | MotionMapData, data: DatasetTensors,
                    cfg: ModelConfig, settings: TrainSettings, device: torch.device, info: DistInfo) -> int:
     """--final-only: record the arguments and write the final model; one process does the work."""
     if info.is_main:
@@ -623,7 +623,7 @@ def run_final_only(args: argparse.Namespace, dataset: Release | MotionMapData, d
     return 0
 
 
-def write_final_model(args: argparse.Namespace, dataset: Release | MotionMapData, data: ReleaseTensors,
+def write_final_model(args: argparse.Namespace, dataset: Release | MotionMapData, data: DatasetTensors,
                       cfg: ModelConfig, settings: TrainSettings, device: torch.device) -> None:
     """Train one model on every subject with the run's recipe and save <output>/model.pt (utils.model_file)."""
     path = args.output / MODEL_FILE

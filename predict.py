@@ -35,7 +35,7 @@ from data.motion import FLIP_SIGNS, default_flow_method, motion_arrays
 from data.motion_maps import _WHY, _read_image, _read_motion, _resize, is_motion_map_folder, load_motion_maps
 from data.protocols import PROTOCOLS, get_protocol
 from data.release import Sample, load_release
-from engine import ReleaseTensors, TrainSettings, fold_statistics, fold_subjects, fold_seed
+from engine import DatasetTensors, TrainSettings, fold_statistics, fold_subjects, fold_seed
 from main import (CommandLineParser, UsageError, build_parser, emit, model_config, model_arrays, open_dataset,
                   path_value, resolve_device)
 from models import ModelConfig, build_model
@@ -188,7 +188,7 @@ def fold_motion_scale(path: Path, args: argparse.Namespace, cfg: ModelConfig, he
     protocol = get_protocol(args.protocol)
     arrays = model_arrays(args, open_dataset(args, protocol), DistInfo())
     au, au_known = arrays.au_targets(cfg.aus)
-    data = ReleaseTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects, arrays.names,
+    data = DatasetTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects, arrays.names,
                                       device, cfg.grid, au_known=au_known)
     fit, _ = fold_subjects(held_out, data.subjects, args.val_subjects, fold_seed(args.seed, held_out))
     settings = TrainSettings(epochs=1, batch_size=2, lr=1.0, weight_decay=0.0, optimizer="adam")
@@ -351,7 +351,7 @@ def read_inputs(args: argparse.Namespace, loaded: LoadedModel) -> Inputs:
 # --------------------------------------------------------------------------- prediction
 
 @torch.no_grad()
-def predict(loaded: LoadedModel, data: ReleaseTensors, batch_size: int, device: torch.device
+def predict(loaded: LoadedModel, data: DatasetTensors, batch_size: int, device: torch.device
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """Class probabilities (N, C) and AU probabilities (N, K) or None, as engine.evaluate computes them."""
     loaded.model.eval()
@@ -367,11 +367,11 @@ def predict(loaded: LoadedModel, data: ReleaseTensors, batch_size: int, device: 
     return torch.cat(probs).numpy(), (torch.cat(au_probs).numpy() if au_probs else None)
 
 
-def to_tensors(inputs: Inputs, loaded: LoadedModel, device: torch.device) -> ReleaseTensors:
+def to_tensors(inputs: Inputs, loaded: LoadedModel, device: torch.device) -> DatasetTensors:
     """The engine's own tensors (face pooling and ImageNet normalisation included)."""
     n = len(inputs.names)
     face = inputs.face if loaded.cfg.pos_on else None   # a model without the position branch reads no face
-    return ReleaseTensors.from_arrays(inputs.motion, face, np.zeros(n, np.int64), np.zeros((n, len(loaded.cfg.aus))),
+    return DatasetTensors.from_arrays(inputs.motion, face, np.zeros(n, np.int64), np.zeros((n, len(loaded.cfg.aus))),
                                       [""] * n, inputs.names, device, loaded.cfg.grid,
                                       flip_signs=FLIP_SIGNS[loaded.preprocessing["motion"]])
 
@@ -399,7 +399,7 @@ def format_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def write_explanations(out_dir: Path, inputs: Inputs, data: ReleaseTensors, loaded: LoadedModel) -> None:
+def write_explanations(out_dir: Path, inputs: Inputs, data: DatasetTensors, loaded: LoadedModel) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(tqdm(inputs.names, desc="explain", disable=len(inputs.names) < 2
                                   or not sys.stderr.isatty())):

@@ -8,7 +8,7 @@ Every figure goes through the code a run uses: the entry scripts' command line a
 defaults (main.build_parser, main.resolve_args), the dataset and its arrays
 (main.open_dataset, main.model_arrays: data.release + data.arrays.release_arrays, or a
 motion-map folder through data.arrays.motion_map_arrays), main.model_config,
-ModelArrays.au_targets, engine.ReleaseTensors.from_arrays and main.train_settings; then
+ModelArrays.au_targets, engine.DatasetTensors.from_arrays and main.train_settings; then
 engine.fold_statistics, engine.fresh_model, engine.train_one_epoch, engine.run_fold and
 engine.evaluate. One run measures, on this machine:
   * the fp32 GEMM peak (large square matmuls, median of repeats);
@@ -57,7 +57,7 @@ from data.errors import DataError  # noqa: E402
 from data.inputs import default_cache_dir  # noqa: E402
 from data.protocols import get_protocol  # noqa: E402
 from data.synthetic import generate_release, write_motion_map_folder  # noqa: E402
-from engine import (ReleaseTensors, TrainSettings, evaluate, fold_seed, fold_statistics, fold_subjects,  # noqa: E402
+from engine import (DatasetTensors, TrainSettings, evaluate, fold_seed, fold_statistics, fold_subjects,  # noqa: E402
                     fresh_model, make_optimizer, run_fold, train_one_epoch, training_batches)
 from main import (UsageError, args_record, build_parser, model_arrays, model_config, open_dataset,  # noqa: E402
                   resolve_args, resolve_device, train_settings)
@@ -172,7 +172,7 @@ class RunInputs:
     args: argparse.Namespace
     arrays: ModelArrays
     cfg: ModelConfig
-    data: ReleaseTensors
+    data: DatasetTensors
     settings: TrainSettings
     device: torch.device
 
@@ -193,7 +193,7 @@ def run_inputs(args: argparse.Namespace, arrays: ModelArrays) -> RunInputs:
     device = resolve_device(args.device, DistInfo())
     cfg = model_config(args, len(get_protocol(args.protocol).classes), arrays)
     au, au_known = arrays.au_targets(cfg.aus)
-    data = ReleaseTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects,
+    data = DatasetTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects,
                                       arrays.names, device, cfg.grid, flip_signs=arrays.flip_signs,
                                       au_known=au_known, datasets=arrays.datasets)
     return RunInputs(args, arrays, cfg, data, train_settings(args, device), device)

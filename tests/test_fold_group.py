@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import ReleaseTensors, TrainSettings, run_fold
+from engine import DatasetTensors, TrainSettings, run_fold
 from fold_group import fold_groups, run_fold_group
 from main import main
 from models import ModelConfig
@@ -18,7 +18,7 @@ from tests.test_composite import composite_rows, write_folder
 CPU = torch.device("cpu")
 
 
-def tensors(cfg: ModelConfig, sizes: dict[str, int], seed: int = 0) -> ReleaseTensors:
+def tensors(cfg: ModelConfig, sizes: dict[str, int], seed: int = 0) -> DatasetTensors:
     """Random motion with a class signal, AUs on some rows; `sizes`: samples per subject."""
     rng = np.random.default_rng(seed)
     subjects = [s for s, n in sizes.items() for _ in range(n)]
@@ -27,7 +27,7 @@ def tensors(cfg: ModelConfig, sizes: dict[str, int], seed: int = 0) -> ReleaseTe
     motion = rng.normal(0, 1, (n, 3, cfg.img_size, cfg.img_size)).astype(np.float32) + 0.3 * labels[:, None, None, None]
     face = rng.integers(0, 255, (n, 3, cfg.img_size, cfg.img_size)).astype(np.uint8)
     au = (rng.random((n, len(cfg.aus))) < 0.3).astype(np.float32)
-    return ReleaseTensors.from_arrays(motion, face, labels, au, subjects, [str(i) for i in range(n)], CPU, cfg.grid,
+    return DatasetTensors.from_arrays(motion, face, labels, au, subjects, [str(i) for i in range(n)], CPU, cfg.grid,
                                       au_known=rng.random(n) < 0.7)
 
 

@@ -17,7 +17,7 @@ from data.arrays import release_arrays
 from data.protocols import get_protocol
 from data.release import load_release
 from data.synthetic import generate_release
-from engine import ReleaseTensors, TrainSettings, evaluate, load_pretrained
+from engine import DatasetTensors, TrainSettings, evaluate, load_pretrained
 from helpers import FIVE_CLASS_DEFAULTS, loso_args
 from main import main as loso_main
 from models import ModelConfig, build_model
@@ -64,7 +64,7 @@ def engine_probabilities(trained: dict) -> tuple[list[str], np.ndarray]:
     arrays = release_arrays(release, motion="diff", img_size=32, cache_dir=trained["cache"], workers=0, strict=False,
                             progress=False)
     au, au_known = arrays.au_targets(cfg.aus)
-    data = ReleaseTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects, arrays.names,
+    data = DatasetTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects, arrays.names,
                                       torch.device("cpu"), cfg.grid, au_known=au_known)
     settings = TrainSettings(epochs=1, batch_size=2, lr=1.0, weight_decay=0.0, optimizer="adam")
     probs = evaluate(model, data, torch.arange(len(data.labels)), record["motion_scale"].view(1, 3, 1, 1), settings,

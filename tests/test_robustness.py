@@ -23,7 +23,7 @@ from data.arrays import check_finite
 from data.inputs import build_inputs
 from data.motion import motion_arrays
 from data.synthetic import generate_release
-from engine import (ReleaseTensors, TrainingError, TrainSettings, checkpoint_problem, make_optimizer, read_checkpoint,
+from engine import (DatasetTensors, TrainingError, TrainSettings, checkpoint_problem, make_optimizer, read_checkpoint,
                     read_weights, run_fold, untrainable)
 from helpers import FIVE_CLASS_DEFAULTS
 from main import (NUMBER_RANGES, UsageError, args_record, build_parser, check_args, check_numbers, read_saved_args,
@@ -298,10 +298,10 @@ def test_checkpoints_are_checked_against_the_fold_and_model(tmp_path):
 
 # --------------------------------------------------------------------------- 4, 5, 6: skips, untrainable folds, non-finite values
 
-def tiny_tensors(subjects: list[str]) -> ReleaseTensors:
+def tiny_tensors(subjects: list[str]) -> DatasetTensors:
     n = len(subjects)
     rng = np.random.default_rng(0)
-    return ReleaseTensors.from_arrays(rng.normal(size=(n, 3, 32, 32)).astype(np.float32), None,
+    return DatasetTensors.from_arrays(rng.normal(size=(n, 3, 32, 32)).astype(np.float32), None,
                                       np.arange(n) % 3, np.zeros((n, 9), np.float32), subjects,
                                       [f"s{i}" for i in range(n)], torch.device("cpu"), tiny_config().grid)
 
