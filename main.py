@@ -23,6 +23,7 @@ from tqdm import tqdm
 from data.errors import DataError
 from data.arrays import ModelArrays, center_maps, motion_map_arrays, release_arrays
 from data.inputs import PREPROCESS_VERSION, default_cache_dir
+from data.layout import LAYOUTS
 from data.motion import MOTION_VERSION, MOTIONS, default_flow_method
 from data.motion_maps import MotionMapData, is_motion_map_folder, load_motion_maps
 from data.protocols import PROTOCOLS, Protocol, get_protocol
@@ -40,7 +41,6 @@ from utils.run_state import (SAMPLES_FILE, check_samples, checkpoint_path, fold_
                              sample_fingerprint)
 
 PROJECT_ROOT = Path(__file__).resolve().parent
-LAYOUT_CHOICES = ("cropped", "cropped-updated", "raw", "simple")
 # Flags that may differ when a run is resumed: they change where or how fast it runs, not its results.
 RUNTIME_FLAGS = {"resume", "device", "workers", "checkpoint_interval", "eval_batch_size", "compile", "threads"}
 PATH_FLAGS = {"raf_path", "sheet", "cache_dir", "output", "pretrained", "checkpoint_dir", "resume"}
@@ -106,7 +106,7 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--raf_path", "--raf-path", type=Path, help="CASME II release folder (sheet + frame folders)")
     g.add_argument("--sheet", type=Path, help="annotation sheet, when it is not inside --raf_path")
-    g.add_argument("--layout", choices=LAYOUT_CHOICES, help="frame folder layout (detected when omitted)")
+    g.add_argument("--layout", choices=LAYOUTS, help="frame folder layout (detected when omitted)")
     g.add_argument("--protocol", default=protocol, choices=sorted(PROTOCOLS), help="class protocol")
     g.add_argument("--img-size", type=int, default=224, help="face size fed to the network (px)")
     g.add_argument("--motion", choices=MOTIONS, default="diff",

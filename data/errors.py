@@ -2,9 +2,18 @@
 from __future__ import annotations
 
 
+MIN_MAP_SIZE = 8   # the smallest image side preprocessing makes (a model may need more: models.MIN_IMG_SIZE)
+
+
 class DataError(Exception):
     """Bad or missing input data.
 
     The message is a single line naming the file, spreadsheet row/column or command-line
     flag at fault, so the command line can print it as `error: <message>` without a traceback.
     """
+
+
+def check_map_size(flag: str, size: int) -> None:
+    """DataError naming `flag` when `size` is below MIN_MAP_SIZE."""
+    if size < MIN_MAP_SIZE:
+        raise DataError(f"{flag} {size}: must be at least {MIN_MAP_SIZE}")

@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from data.action_units import format_action_units
 from data.apex import SPOT_VERSION, without_apexes
-from data.errors import DataError
+from data.errors import DataError, check_map_size
 from data.inputs import PREPROCESS_VERSION, build_inputs
 from data.motion import METHOD_LABELS, MOTION_VERSION, default_flow_method, motion_arrays
 from data.motion_maps import INDEX_NAME
@@ -175,8 +175,7 @@ def export_release(release: Release, out: Path, *, style: str = "default", motio
         raise DataError(f"--apex {apex!r}: valid values are {', '.join(APEX_MODES)}")
     if style == "ststnet" and motion != "flow":
         raise DataError(f"--style ststnet writes optical flow; --motion {motion} does not apply")
-    if size < 8:
-        raise DataError(f"--size {size}: must be at least 8")
+    check_map_size("--size", size)
     if apex == "auto":
         release = without_apexes(release)
     out = Path(out)

@@ -20,7 +20,6 @@ import json
 import multiprocessing
 import os
 import re
-import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -31,9 +30,10 @@ import numpy as np
 from tqdm import tqdm
 
 from data.apex import METHOD_NOTE, SPOT_SIZE, SPOT_VERSION, spot_apex
-from data.errors import DataError
+from data.errors import DataError, check_map_size
 from data.protocols import check_enough
 from data.release import Release, Sample
+from utils.io import atomic_write
 
 # Bump when the preprocessing itself changes (crop rule, interpolation, ...): old entries
 # then stop matching instead of being served.
@@ -354,21 +354,6 @@ def _load_entry(path: Path, header: bytes, out_onset: np.ndarray,
     return "hit", text.decode("utf-8", "replace").splitlines()
 
 
-def _atomic_write(path: Path, write) -> None:
-    """A reader sees either no file or a complete one: temp file in the same folder + rename."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _save_entry(path: Path, onset: np.ndarray, apex: np.ndarray, notes: list[str]) -> None:
     # a plain .npy loads several times faster than an .npz (no zip layer); the rare notes
     # (warnings to replay on hits) go to a .txt beside it, written first so the .npy,
@@ -376,14 +361,14 @@ def _save_entry(path: Path, onset: np.ndarray, apex: np.ndarray, notes: list[str
     # a trailing CRC-32 of pixels and notes lets a damaged entry be told from a good one
     text = "\n".join(notes).encode("utf-8")
     if notes:
-        _atomic_write(path.with_suffix(".txt"), lambda f: f.write(text))
+        atomic_write(path.with_suffix(".txt"), lambda f: f.write(text), durable=False)
     else:
         path.with_suffix(".txt").unlink(missing_ok=True)
 
     def write(f) -> None:
         np.save(f, np.stack([onset, apex]))
         f.write(checksum(np.ascontiguousarray(onset).reshape(-1), np.ascontiguousarray(apex).reshape(-1), text))
-    _atomic_write(path, write)
+    atomic_write(path, write, durable=False)
 
 
 def _worker_init() -> None:
@@ -400,8 +385,7 @@ def build_inputs(release: Release, *, img_size: int = 224, cache_dir: Path | Non
     (strict=True: DataError). workers > 0 preprocesses cache misses in that many processes
     (started fresh, so a calling script needs the usual `if __name__ == "__main__":` guard).
     """
-    if img_size < 8:
-        raise DataError(f"--img_size {img_size}: must be at least 8")
+    check_map_size("--img-size", img_size)
     method = crop_method(release.layout)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     warnings: list[str] = []

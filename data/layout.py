@@ -20,7 +20,7 @@ from data.errors import DataError
 
 LAYOUTS = ("cropped", "cropped-updated", "raw", "simple")
 
-# layout -> candidate folders holding subNN/, relative to raf_path
+# layout -> candidate folders holding subNN/, relative to raf_path (the first is the layout's own name for it)
 _LAYOUT_DIRS: dict[str, tuple[str, ...]] = {
     "cropped": ("Cropped",),
     "cropped-updated": ("Cropped-updated/Cropped", "Cropped-updated"),
@@ -30,6 +30,11 @@ _LAYOUT_DIRS: dict[str, tuple[str, ...]] = {
 FRAME_PREFIXES = ("reg_img", "img")
 FRAME_SUFFIXES = (".jpg", ".png", ".bmp")
 _SUBJECT_DIR = re.compile(r"sub\d+")
+
+
+def layout_folder(raf_path: Path, layout: str) -> Path:
+    """The folder a release of `layout` keeps its subNN/ folders in (for writing a release)."""
+    return Path(raf_path) / _LAYOUT_DIRS[layout][0]
 
 
 def _has_subject_dirs(folder: Path) -> bool:

@@ -40,7 +40,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data.errors import DataError
-from data.inputs import CHECKSUM_BYTES, InputArrays, _atomic_write, checksum, default_cache_dir, npy_header, writable_folder
+from data.inputs import CHECKSUM_BYTES, InputArrays, checksum, default_cache_dir, npy_header, writable_folder
+from utils.io import atomic_write
 
 MOTIONS = ("diff", "flow")
 FLOW_METHODS = ("tvl1", "farneback")
@@ -173,7 +174,7 @@ def _save(path: Path, maps: np.ndarray) -> None:
     def write(f) -> None:
         np.save(f, half)
         f.write(checksum(half.reshape(-1)))
-    _atomic_write(path, write)
+    atomic_write(path, write, durable=False)
 
 
 def motion_arrays(inputs: InputArrays, kind: str, cache_dir: Path | None = None,

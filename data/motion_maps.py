@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from data.action_units import ActionUnit, parse_action_units
-from data.errors import DataError
+from data.errors import DataError, check_map_size
 from data.protocols import KNOWN_EMOTIONS, Protocol, check_enough
 from data.release import au_multi_hot
 
@@ -178,8 +178,7 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
         raise DataError(f"motion-map folder {root}: not found")
     if not index.is_file():
         raise DataError(f"motion-map folder {root}: no {INDEX_NAME}")
-    if img_size < 8:
-        raise DataError(f"--img_size {img_size}: must be at least 8")
+    check_map_size("--img-size", img_size)
 
     try:
         with index.open(newline="", encoding="utf-8-sig") as fh:   # -sig: Excel's BOM

@@ -27,10 +27,10 @@ import numpy as np
 
 from data.action_units import ActionUnit, format_action_units, parse_action_units
 from data.errors import DataError
+from data.layout import LAYOUTS, layout_folder
 from data.protocols import Protocol
 from utils.face_regions import AU_REGIONS, au_boxes
 
-LAYOUTS = ("cropped", "cropped-updated", "raw", "simple")
 RAW_FRAME = (640, 480)      # (W, H) of the uncropped camera frames
 JPEG_QUALITY = 95
 NOISE_SIGMA = 1.5           # sensor noise, grey levels
@@ -406,11 +406,6 @@ def write_sheet(path: Path, clips: Sequence[Clip], version: str) -> None:
 
 # --------------------------------------------------------------------------- the release
 
-def _frames_root(out: Path, layout: str) -> Path:
-    return {"cropped": out / "Cropped", "cropped-updated": out / "Cropped-updated" / "Cropped",
-            "raw": out / "CASME2_RAW_selected", "simple": out}[layout]
-
-
 def _frames_to_write(c: Clip, frames: str) -> list[int]:
     if frames == "all":
         return list(range(c.onset, c.offset + 1))
@@ -481,7 +476,7 @@ def generate_release(out: Path, *, layout: str = "cropped", subjects: int = 6,
                       f"CASME2-coding-{'20190701' if sheet_version == '2019' else '20140508'}.xlsx")
         write_sheet(out / sheet_name, clips, sheet_version)
 
-    root = _frames_root(out, layout)
+    root = layout_folder(out, layout)
     prefix = "reg_img" if layout in ("cropped", "cropped-updated") else "img"
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     faces: dict[int, tuple[np.ndarray, np.ndarray]] = {}

@@ -11,17 +11,8 @@ from dataclasses import replace
 import torch
 
 from .amgcn import BRANCHES, build_model
-from .config import ModelConfig
+from .config import VARIANTS, ModelConfig
 from .flops import branch_share_table, count_flops, count_params, flops_by_size, input_sizes
-
-VARIANTS: dict[str, dict] = {
-    "amgcn": {},
-    "mmnet": {"arch": "mmnet"},
-    "no-pos": {"use_pos": False},
-    "no-gcn": {"use_gcn": False},
-    "no-aa": {"use_aa": False},
-    "no-sa": {"use_sa": False},
-}
 
 
 def variant_configs(base: ModelConfig) -> dict[str, ModelConfig]:

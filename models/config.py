@@ -8,6 +8,15 @@ from utils.face_regions import DEFAULT_AUS
 from .motion import STAGE_CHANNELS, feature_size, scaled
 
 ARCHS: tuple[str, ...] = ("amgcn", "mmnet", "linear")
+# the ablation table (python -m models): each variant's ModelConfig fields over the base configuration
+VARIANTS: dict[str, dict] = {
+    "amgcn": {},
+    "mmnet": {"arch": "mmnet"},
+    "no-pos": {"use_pos": False},
+    "no-gcn": {"use_gcn": False},
+    "no-aa": {"use_aa": False},
+    "no-sa": {"use_sa": False},
+}
 MIN_IMG_SIZE = 16   # the smallest input any architecture accepts (the command line may ask more)
 
 

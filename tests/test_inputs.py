@@ -11,6 +11,7 @@ import pytest
 from data import DataError, get_protocol, load_release
 from data.inputs import build_inputs, centre_box, default_cache_dir, face_box
 from data.synthetic import _raw_placement, generate_release, plan_clips
+from utils.io import TEMP_SUFFIX
 
 SMALL = dict(subjects=3, per_subject=5, size=(32, 40), clip_len=(6, 10), seed=2)
 
@@ -53,7 +54,7 @@ def test_second_build_is_all_cache_hits(release, cache_in_tmp):
     np.testing.assert_array_equal(first.apex, second.apex)
     assert first.warnings == second.warnings          # the '/' apex note is replayed
     assert len(list(cache_in_tmp.glob("*.npy"))) == len(release.samples)
-    assert not list(cache_in_tmp.glob(".tmp-*"))      # no leftovers of atomic writes
+    assert not list(cache_in_tmp.glob(f".*{TEMP_SUFFIX}"))      # no leftovers of atomic writes
 
 
 def test_other_size_or_changed_frame_is_a_miss(release):

@@ -8,19 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from models import (ModelConfig, build_model, compute_loss, cooccurrence_adjacency, count_flops,
+from models import (VARIANTS, ModelConfig, build_model, compute_loss, cooccurrence_adjacency, count_flops,
                     count_params, region_masks)
 
 torch.set_num_threads(2)
 
-ABLATIONS: dict[str, dict] = {
-    "amgcn": {},
-    "no-pos": {"use_pos": False},
-    "no-gcn": {"use_gcn": False},
-    "no-aa": {"use_aa": False},
-    "no-sa": {"use_sa": False},
-    "mmnet": {"arch": "mmnet"},
-}
 # A smaller position branch keeps the gradient tests fast; the structure is unchanged.
 SMALL = dict(img_size=112, vit_depth=1, embed_dim=128, vit_heads=4, gcn_hidden=64)
 
@@ -48,18 +40,18 @@ def test_output_shapes(size: int, num_classes: int) -> None:
     assert torch.isfinite(out["logits"]).all()
 
 
-@pytest.mark.parametrize("name", list(ABLATIONS))
+@pytest.mark.parametrize("name", list(VARIANTS))
 def test_au_logits_presence(name: str) -> None:
-    cfg = ModelConfig(**SMALL, **ABLATIONS[name])
+    cfg = ModelConfig(**SMALL, **VARIANTS[name])
     with torch.no_grad():
         out = build_model(cfg).eval()(*inputs(1, 112))
     assert (out["au_logits"] is None) == (name in ("no-gcn", "mmnet"))
 
 
-@pytest.mark.parametrize("name", list(ABLATIONS))
+@pytest.mark.parametrize("name", list(VARIANTS))
 def test_gradients_reach_every_parameter(name: str) -> None:
     torch.manual_seed(0)
-    cfg = ModelConfig(**SMALL, **ABLATIONS[name])
+    cfg = ModelConfig(**SMALL, **VARIANTS[name])
     model = build_model(cfg)
     model.set_adjacency(some_adjacency(len(cfg.aus)))
     motion, face = inputs(2, 112)
@@ -192,7 +184,7 @@ def test_region_masks() -> None:
 def test_parameter_counts() -> None:
     base = ModelConfig()
     full = count_params(build_model(base))["total"]
-    counts = {n: count_params(build_model(replace(base, **kw)))["total"] for n, kw in ABLATIONS.items() if kw}
+    counts = {n: count_params(build_model(replace(base, **kw)))["total"] for n, kw in VARIANTS.items() if kw}
     for name, n in counts.items():
         assert n < full, name
     assert counts["mmnet"] < full

@@ -14,6 +14,7 @@ from data.motion import (FLIP_SIGNS, MOTIONS, compute_flow, flow_channels, flow_
                          motion_arrays, tvl1_available)
 from data.motion_maps import is_motion_map_folder, load_motion_maps
 from data.synthetic import generate_release, write_motion_map_folder
+from utils.io import TEMP_SUFFIX
 
 SMALL = dict(subjects=3, per_subject=4, size=(32, 40), clip_len=(6, 10), seed=3)
 FIVE, THREE = get_protocol("5class"), get_protocol("3class")
@@ -89,7 +90,7 @@ def test_flow_motion_arrays_and_cache(inputs, cache_in_tmp):
     assert any("Farneback" in m and f"0 of {n} from the cache" in m for m in notices)
     files = sorted((cache_in_tmp / "motion").glob("*.npy"))
     assert len(files) == n and np.load(files[0]).dtype == np.float16
-    assert not list((cache_in_tmp / "motion").glob(".tmp-*"))
+    assert not list((cache_in_tmp / "motion").glob(f".*{TEMP_SUFFIX}"))
 
     second, notices = motion_arrays(inputs, "flow", method="farneback")
     assert any(f"{n} of {n} from the cache" in m for m in notices)

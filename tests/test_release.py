@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data.errors import DataError
-from data.layout import LAYOUTS, detect_layout, frame_path, resolve_layout
+from data.layout import LAYOUTS, detect_layout, frame_path, layout_folder, resolve_layout
 from data.protocols import PROTOCOLS, Protocol, apply_protocol, get_protocol
 from data.release import au_multi_hot, load_release
 from data.sheet import SheetRow
@@ -24,10 +24,6 @@ ROWS = [
     ("09", "EP09f", 3, 6, 9, "4", "sadness"),
 ]
 
-FOLDERS = {"cropped": "Cropped", "cropped-updated": "Cropped-updated/Cropped",
-           "raw": "CASME2_RAW_selected", "simple": "."}
-
-
 def _frames(row: tuple) -> list[int]:
     return [row[2]] + ([row[3]] if row[3] != "/" else []) + [row[4]]
 
@@ -37,7 +33,7 @@ def release_dir(tmp_path, write_sheet, make_clip):
     """build(layout) -> raf_path with a sheet and the onset/apex/offset frames of ROWS."""
     def build(layout: str = "cropped", rows=ROWS, root: Path | None = None) -> Path:
         raf = root or tmp_path / f"CASME2_{layout}"
-        frames_root = raf / FOLDERS[layout]
+        frames_root = layout_folder(raf, layout)
         prefix = "reg_img" if layout.startswith("cropped") else "img"
         for row in rows:
             subject = f"sub{int(row[0]):02d}"
@@ -55,7 +51,7 @@ def test_detect_each_layout(release_dir, layout):
     raf = release_dir(layout)
     name, frames_root = detect_layout(raf)
     assert name == layout
-    assert frames_root.resolve() == (raf / FOLDERS[layout]).resolve()
+    assert frames_root.resolve() == layout_folder(raf, layout).resolve()
     path = frame_path(frames_root, "sub01", "EP02_01f", 46)
     prefix = "reg_img" if layout.startswith("cropped") else "img"
     assert path is not None and path.name == f"{prefix}46.jpg"

@@ -9,7 +9,7 @@ import numpy as np
 import openpyxl
 import pytest
 
-from data import ActionUnit, get_protocol, load_release, read_sheet
+from data import LAYOUTS, ActionUnit, get_protocol, load_release, read_sheet
 from data.synthetic import (ClipRenderer, displacement_field, draw_face, generate_release,
                             main, plan_clips, subject_style)
 from utils.face_regions import au_boxes
@@ -25,7 +25,7 @@ def _sheet_cells(path: Path) -> list[tuple]:
 
 
 @pytest.mark.parametrize("version", ["2019", "2014"])
-@pytest.mark.parametrize("layout", ["cropped", "cropped-updated", "raw", "simple"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_release_round_trips_through_loader(tmp_path, layout, version):
     frames = "key" if layout == "raw" else None   # raw frames are 640x480: keep it short
     root = generate_release(tmp_path / "rel", layout=layout, sheet_version=version, seed=1,

@@ -11,25 +11,38 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 import torch
 import yaml
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+TEMP_SUFFIX = ".tmp"   # a file being written is `.<name>.<random>.tmp` beside its final name
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
+    """Let `write` fill a temporary file beside `path`, then rename it to `path`.
+
+    durable: sync the file to disk before the rename (results); a cache entry, which is
+    rebuilt when lost, skips it for speed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            write(f)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
