@@ -172,15 +172,11 @@ def _open_rows(path: Path) -> list[tuple[int, tuple[object, ...]]]:
         book.close()
 
 
-def read_sheet(path: Path) -> tuple[list[SheetRow], list[str]]:
-    """Read the annotation sheet. Returns (rows in sheet order, warnings).
+def find_header(path: Path, raw: list[tuple[int, tuple[object, ...]]]) -> tuple[int, int, dict[str, int]]:
+    """(index in `raw` of the header, its Excel row, column name -> cell index) of a sheet's rows.
 
-    Raises DataError with a one-line message naming the file, row and column on bad input.
+    The header is the first row with any content (normally row 1).
     """
-    path = Path(path)
-    raw = _open_rows(path)
-    name = path.name
-    # header: the first row with any content (normally row 1)
     start = next((k for k, (_, cells) in enumerate(raw)
                   if any(not _is_blank(c) for c in cells)), None)
     if start is None:
@@ -202,7 +198,54 @@ def read_sheet(path: Path) -> tuple[list[SheetRow], list[str]]:
             present = [str(c).strip() for c in header if not _is_blank(c)]
             raise DataError(f"sheet {path}: required column '{canonical}' not found in the header "
                             f"(row {header_row}; found: {', '.join(present) or 'nothing'})")
+    return start, header_row, columns
 
+
+def parse_row(name: str, excel_row: int, values: dict, has_apex_column: bool, warnings: list[str]) -> SheetRow:
+    """One data row of sheet `name` (`values`: column name -> cell); its warnings are appended to `warnings`."""
+    def where(col: str) -> str:
+        return f"{name} row {excel_row}, column '{col}'"
+
+    subject = _parse_cell(normalise_subject, values["Subject"], where("Subject"))
+    if _is_blank(values["Filename"]):
+        raise DataError(f"{where('Filename')}: blank filename")
+    filename = str(values["Filename"]).strip()
+    onset = _frame(values["OnsetFrame"], where("OnsetFrame"))
+    offset = _frame(values["OffsetFrame"], where("OffsetFrame"))
+    apex_cell = values.get("ApexFrame", "/")   # no ApexFrame column: as if '/' everywhere
+    if isinstance(apex_cell, str) and apex_cell.strip() == "/":
+        apex = None
+        if has_apex_column:
+            warnings.append(f"{name} row {excel_row} ({subject} {filename}): ApexFrame is '/'; "
+                            f"the apex will be spotted from the clip's frames")
+    else:
+        apex = _frame(apex_cell, where("ApexFrame"))
+    if onset > offset:
+        raise DataError(f"{name} row {excel_row} ({subject} {filename}): OnsetFrame {onset} "
+                        f"is after OffsetFrame {offset}")
+    if apex is not None and not onset <= apex <= offset:
+        raise DataError(f"{where('ApexFrame')} ({subject} {filename}): apex {apex} is outside "
+                        f"onset..offset {onset}..{offset}")
+    aus_where = f"{where('Action Units')} ({subject} {filename})"
+
+    def warn_aus(message: str) -> None:   # a skipped stray word, named with its row
+        warnings.append(f"{aus_where}: {message}")
+
+    aus = _parse_cell(lambda cell: parse_action_units(cell, warn_aus), values["Action Units"], aus_where)
+    if _is_blank(values["Estimated Emotion"]):
+        raise DataError(f"{where('Estimated Emotion')} ({subject} {filename}): blank emotion")
+    emotion = str(values["Estimated Emotion"]).strip().lower()
+    return SheetRow(excel_row, subject, filename, onset, apex, offset, aus, emotion)
+
+
+def read_sheet(path: Path) -> tuple[list[SheetRow], list[str]]:
+    """Read the annotation sheet. Returns (rows in sheet order, warnings).
+
+    Raises DataError with a one-line message naming the file, row and column on bad input.
+    """
+    path = Path(path)
+    raw = _open_rows(path)
+    start, header_row, columns = find_header(path, raw)
     rows: list[SheetRow] = []
     warnings: list[str] = []
     if "ApexFrame" not in columns:
@@ -213,45 +256,13 @@ def read_sheet(path: Path) -> tuple[list[SheetRow], list[str]]:
         values = {c: (cells[i] if i < len(cells) else None) for c, i in columns.items()}
         if all(_is_blank(v) for v in values.values()):
             continue  # entirely blank row
-
-        def where(col: str) -> str:
-            return f"{name} row {excel_row}, column '{col}'"
-
-        subject = _parse_cell(normalise_subject, values["Subject"], where("Subject"))
-        if _is_blank(values["Filename"]):
-            raise DataError(f"{where('Filename')}: blank filename")
-        filename = str(values["Filename"]).strip()
-        onset = _frame(values["OnsetFrame"], where("OnsetFrame"))
-        offset = _frame(values["OffsetFrame"], where("OffsetFrame"))
-        apex_cell = values.get("ApexFrame", "/")   # no ApexFrame column: as if '/' everywhere
-        if isinstance(apex_cell, str) and apex_cell.strip() == "/":
-            apex = None
-            if "ApexFrame" in columns:
-                warnings.append(f"{name} row {excel_row} ({subject} {filename}): ApexFrame is '/'; "
-                                f"the apex will be spotted from the clip's frames")
-        else:
-            apex = _frame(apex_cell, where("ApexFrame"))
-        if onset > offset:
-            raise DataError(f"{name} row {excel_row} ({subject} {filename}): OnsetFrame {onset} "
-                            f"is after OffsetFrame {offset}")
-        if apex is not None and not onset <= apex <= offset:
-            raise DataError(f"{where('ApexFrame')} ({subject} {filename}): apex {apex} is outside "
-                            f"onset..offset {onset}..{offset}")
-        aus_where = f"{where('Action Units')} ({subject} {filename})"
-
-        def warn_aus(message: str) -> None:   # a skipped stray word, named with its row
-            warnings.append(f"{aus_where}: {message}")
-
-        aus = _parse_cell(lambda cell: parse_action_units(cell, warn_aus), values["Action Units"], aus_where)
-        if _is_blank(values["Estimated Emotion"]):
-            raise DataError(f"{where('Estimated Emotion')} ({subject} {filename}): blank emotion")
-        emotion = str(values["Estimated Emotion"]).strip().lower()
-        key = (subject, filename)
+        row = parse_row(path.name, excel_row, values, "ApexFrame" in columns, warnings)
+        key = (row.subject, row.filename)
         if key in seen:
-            raise DataError(f"{name}: rows {seen[key]} and {excel_row} both describe "
-                            f"{subject} {filename}")
+            raise DataError(f"{path.name}: rows {seen[key]} and {excel_row} both describe "
+                            f"{row.subject} {row.filename}")
         seen[key] = excel_row
-        rows.append(SheetRow(excel_row, subject, filename, onset, apex, offset, aus, emotion))
+        rows.append(row)
     if not rows:
         raise DataError(f"sheet {path}: no data rows below the header (row {header_row})")
     return rows, warnings
