@@ -21,20 +21,21 @@ import yaml
 from tqdm import tqdm
 
 from data.errors import DataError
-from data.arrays import ModelArrays, center_maps, motion_map_arrays, release_arrays
-from data.inputs import PREPROCESS_VERSION, default_cache_dir
+from data.arrays import ModelArrays, center_maps
+from data.inputs import default_cache_dir
 from data.layout import LAYOUTS
-from data.motion import MOTION_VERSION, MOTIONS, default_flow_method
-from data.motion_maps import MotionMapData, is_motion_map_folder, load_motion_maps
+from data.motion import MOTIONS
+from data.motion_maps import is_motion_map_folder, load_motion_maps
 from data.protocols import PROTOCOLS, Protocol, get_protocol
-from data.release import Release, aus_outside, load_release
+from data.release import aus_outside, load_release
+from data.source import DatasetSource
 from engine import (DatasetTensors, TrainingError, TrainSettings, load_pretrained, read_checkpoint, run_fold,
                     train_final, untrainable)
 from fold_group import fold_groups, run_fold_group
 from models import ARCHS, MIN_IMG_SIZE, ModelConfig, build_model
 from utils.distributed import DistInfo, assign_folds, barrier, init_distributed, shutdown, threads_per_process
 from utils.io import append_jsonl, atomic_torch_save, error_text, read_json, read_yaml, write_json, write_yaml
-from utils.model_file import MODEL_FILE, maps_export, model_record
+from utils.model_file import MODEL_FILE, model_record
 from utils.paths import blocking_file, run_checkpoint_dir, write_problem
 from utils.report import aggregate_seeds, format_seed_table, format_table, write_results
 from utils.run_state import (SAMPLES_FILE, check_samples, checkpoint_path, fold_result_path, read_fold_result,
@@ -253,14 +254,10 @@ def select_folds(spec: str | None, subjects: list[str]) -> list[str]:
     return sorted(set(chosen))
 
 
-def print_dataset(dataset: Release | MotionMapData, folds: list[str]) -> None:
-    if isinstance(dataset, MotionMapData):
-        print(f"motion maps: {dataset.root}")
-        labels, subjects, au_sets = dataset.labels.tolist(), dataset.subjects, dataset.aus
-    else:
-        print(f"sheet: {dataset.sheet_path}\nlayout: {dataset.layout}")
-        labels, subjects = [s.label for s in dataset.samples], [s.subject for s in dataset.samples]
-        au_sets = [s.aus for s in dataset.samples]
+def print_dataset(dataset: DatasetSource, folds: list[str]) -> None:
+    for line in dataset.describe():
+        print(line)
+    labels, subjects, au_sets = dataset.labels.tolist(), dataset.subjects, dataset.aus
     classes = dataset.protocol.classes
     per_subject = Counter(subjects)
     print(f"protocol: {dataset.protocol.name}")
@@ -269,7 +266,7 @@ def print_dataset(dataset: Release | MotionMapData, folds: list[str]) -> None:
         print("left out by the protocol: " + ", ".join(f"{e} {n}" for e, n in sorted(dataset.excluded.items())))
     print("samples per subject: " + ", ".join(f"{s} {per_subject[s]}" for s in sorted(per_subject)))
     print(f"LOSO folds ({len(folds)}): " + ", ".join(folds))
-    if isinstance(dataset, MotionMapData) and any(dataset.datasets):
+    if any(dataset.datasets):
         print("samples per dataset: " + ", ".join(f"{d} {n}" for d, n in sorted(Counter(dataset.datasets).items())))
     if au_sets is not None:
         coded = [a for a in au_sets if a is not None]
@@ -301,25 +298,20 @@ def demo_release() -> Path:
     return root
 
 
-def open_dataset(args: argparse.Namespace, protocol: Protocol) -> Release | MotionMapData:
+def open_dataset(args: argparse.Namespace, protocol: Protocol) -> DatasetSource:
     """A CASME II release, or a folder of precomputed motion maps (it holds index.csv)."""
     if args.raf_path is not None and is_motion_map_folder(args.raf_path):
         return load_motion_maps(args.raf_path, protocol, img_size=args.img_size, strict=args.strict)
     return load_release(args.raf_path, protocol, sheet=args.sheet, layout=args.layout, strict=args.strict)
 
 
-def dataset_subjects(dataset: Release | MotionMapData) -> list[str]:
-    return dataset.subject_list if isinstance(dataset, MotionMapData) else dataset.subjects
-
-
-def model_arrays(args: argparse.Namespace, dataset: Release | MotionMapData, info: DistInfo) -> ModelArrays:
-    if isinstance(dataset, MotionMapData):
-        return motion_map_arrays(dataset, motion=args.motion)
-
+def model_arrays(args: argparse.Namespace, dataset: DatasetSource, info: DistInfo) -> ModelArrays:
     def build(workers: int, progress: bool) -> ModelArrays:
-        return release_arrays(dataset, motion=args.motion, img_size=args.img_size, cache_dir=args.cache_dir,
-                              workers=workers, strict=args.strict, progress=progress)
+        return dataset.model_arrays(motion=args.motion, img_size=args.img_size, cache_dir=args.cache_dir,
+                                    workers=workers, strict=args.strict, progress=progress)
 
+    if not dataset.uses_cache:
+        return build(args.workers, False)
     if info.is_main:  # rank 0 fills the cache first, so ranks do not decode the same frames
         arrays = build(args.workers, sys.stderr.isatty())
     barrier(info)
@@ -362,7 +354,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     torch.backends.cudnn.benchmark = True  # input shapes are fixed within a run
     protocol = get_protocol(args.protocol)
     dataset = open_dataset(args, protocol)
-    folds = select_folds(args.folds, dataset_subjects(dataset))
+    folds = select_folds(args.folds, dataset.subject_list)
     if args.dry_run:
         if info.is_main:
             print_dataset(dataset, folds)
@@ -417,7 +409,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     return 0
 
 
-def check_run_folders(args: argparse.Namespace, dataset: Release | MotionMapData, ckpt_dir: Path) -> None:
+def check_run_folders(args: argparse.Namespace, dataset: DatasetSource, ckpt_dir: Path) -> None:
     """UsageError, naming the path and why, when a folder the run writes cannot take files or
     already holds another run's; nothing is written before these checks pass."""
     run_dir = args.output
@@ -425,7 +417,7 @@ def check_run_folders(args: argparse.Namespace, dataset: Release | MotionMapData
         problem = write_problem(folder)
         if problem:
             raise UsageError(f"{flag} {given}: {problem}")
-    if isinstance(dataset, Release):  # only a release is preprocessed into the cache
+    if dataset.uses_cache:
         cache = args.cache_dir if args.cache_dir is not None else default_cache_dir()
         source = "--cache-dir" if args.cache_dir is not None else \
             ("AMGCN_CACHE" if os.environ.get("AMGCN_CACHE") else "cache folder")
@@ -451,15 +443,10 @@ def folds_with_samples(folds: list[str], subjects: list[str], requested: bool) -
     return [s for s in folds if s in present]
 
 
-def data_settings(args: argparse.Namespace, dataset: Release | MotionMapData) -> dict:
+def data_settings(args: argparse.Namespace, dataset: DatasetSource) -> dict:
     """The settings that decide the arrays a run trains on, for its data fingerprint."""
-    settings = {"protocol": args.protocol, "motion": args.motion, "img_size": args.img_size}
-    if isinstance(dataset, MotionMapData):
-        return {**settings, "dataset": "motion maps"}
-    settings.update(dataset="release", layout=dataset.layout, preprocess_version=PREPROCESS_VERSION)
-    if args.motion == "flow":
-        settings.update(flow_method=default_flow_method(), motion_version=MOTION_VERSION)
-    return settings
+    return {"protocol": args.protocol, "motion": args.motion, "img_size": args.img_size,
+            **dataset.fingerprint_settings(args.motion)}
 
 
 def prepare_run_folder(args: argparse.Namespace, ckpt_dir: Path, fingerprint: dict, folds: list[str],
@@ -611,7 +598,7 @@ def report(folds: list[str], data: DatasetTensors, cfg: ModelConfig, protocol: P
     print(f"results in {run_dir}")
 
 
-def run_final_only(args: argparse.Namespace, dataset: Release | MotionMapData, data: DatasetTensors,
+def run_final_only(args: argparse.Namespace, dataset: DatasetSource, data: DatasetTensors,
                    cfg: ModelConfig, settings: TrainSettings, device: torch.device, info: DistInfo) -> int:
     """--final-only: record the arguments and write the final model; one process does the work."""
     if info.is_main:
@@ -623,7 +610,7 @@ def run_final_only(args: argparse.Namespace, dataset: Release | MotionMapData, d
     return 0
 
 
-def write_final_model(args: argparse.Namespace, dataset: Release | MotionMapData, data: DatasetTensors,
+def write_final_model(args: argparse.Namespace, dataset: DatasetSource, data: DatasetTensors,
                       cfg: ModelConfig, settings: TrainSettings, device: torch.device) -> None:
     """Train one model on every subject with the run's recipe and save <output>/model.pt (utils.model_file)."""
     path = args.output / MODEL_FILE
@@ -641,9 +628,8 @@ def write_final_model(args: argparse.Namespace, dataset: Release | MotionMapData
     trained = train_final(data, cfg, settings, args.seed, device, on_epoch)
     training = {"subjects": sorted(set(data.subjects)), "samples": trained.train_samples, "epochs": args.epochs,
                 "seed": args.seed, "seconds": trained.seconds, "args": args_record(args)}
-    preprocessing = dict(data_settings(args, dataset), center_maps=bool(getattr(args, "center_maps", False)))
-    if isinstance(dataset, MotionMapData):  # how the folder's maps were made, when prepare.py wrote it
-        preprocessing["export"] = maps_export(dataset.root)
+    preprocessing = dict(data_settings(args, dataset), center_maps=bool(getattr(args, "center_maps", False)),
+                         **dataset.provenance())
     flip_signs = tuple(data.flip_signs.flatten().tolist())
     atomic_torch_save(model_record(trained.model, cfg, dataset.protocol.classes, trained.adjacency,
                                    trained.motion_scale, flip_signs, preprocessing, training), path)

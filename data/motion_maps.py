@@ -44,6 +44,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -52,6 +53,10 @@ from data.action_units import ActionUnit, parse_action_units
 from data.errors import DataError, check_map_size
 from data.protocols import KNOWN_EMOTIONS, Protocol, check_enough
 from data.release import au_multi_hot
+from data.source import DatasetSource
+
+if TYPE_CHECKING:
+    from data.arrays import ModelArrays
 
 INDEX_NAME = "index.csv"
 REQUIRED = ("subject", "sample", "label", "motion", "face")
@@ -63,7 +68,7 @@ _WHY = {"missing": "not found", "unreadable": "cannot be read as an image",
 
 
 @dataclass
-class MotionMapData:
+class MotionMapData(DatasetSource):
     root: Path
     protocol: Protocol
     subjects: list[str]                  # (N,) 'dataset/subject' with a dataset column, else the subject
@@ -77,17 +82,25 @@ class MotionMapData:
     excluded: dict[str, int] = field(default_factory=dict)   # emotion -> rows left out
     skipped: list[str] = field(default_factory=list)         # rows skipped (missing files)
 
-    @property
-    def subject_list(self) -> list[str]:
-        return sorted(set(self.subjects))
-
     def au_multi_hot(self, aus: Sequence[int]) -> np.ndarray:
         """(N, K) float32: 1 where sample n shows AU aus[k] (L/R merged); all 0 without an aus column."""
         return au_multi_hot([a or frozenset() for a in self.aus or [None] * len(self.names)], aus)
 
-    def class_counts(self) -> dict[str, int]:
-        counts = Counter(self.labels.tolist())
-        return {name: counts.get(i, 0) for i, name in enumerate(self.protocol.classes)}
+    def describe(self) -> list[str]:
+        return [f"motion maps: {self.root}"]
+
+    def model_arrays(self, *, motion: str, img_size: int, cache_dir: Path | None, workers: int, strict: bool,
+                     progress: bool) -> "ModelArrays":
+        """The maps as they are: loading already sized them; nothing is cached."""
+        from data.arrays import motion_map_arrays  # data.arrays builds on this module
+        return motion_map_arrays(self, motion=motion)
+
+    def fingerprint_settings(self, motion: str) -> dict:
+        return {"dataset": "motion maps"}
+
+    def provenance(self) -> dict:
+        from utils.model_file import maps_export  # it reads the export.json data.export writes
+        return {"export": maps_export(self.root)}   # how the maps were made, when prepare.py wrote them
 
 
 def is_motion_map_folder(path: Path) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -13,6 +13,10 @@ from data.errors import DataError
 from data.layout import check_raf_path, frame_path, resolve_layout
 from data.protocols import Protocol, apply_protocol, check_enough
 from data.sheet import find_sheet, read_sheet
+from data.source import DatasetSource
+
+if TYPE_CHECKING:
+    from data.arrays import ModelArrays
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class Sample:
 
 
 @dataclass
-class Release:
+class Release(DatasetSource):
     root: Path                  # --raf_path as given
     sheet_path: Path
     layout: str
@@ -47,13 +51,44 @@ class Release:
     skipped: list[str]          # samples skipped (missing frames), with reason
     frames_root: Path | None = None   # folder holding subNN/
 
+    uses_cache = True   # its frames are preprocessed into the cache
+
     @property
     def subjects(self) -> list[str]:
-        return sorted({s.subject for s in self.samples})
+        return [s.subject for s in self.samples]
 
-    def class_counts(self) -> dict[str, int]:
-        counts = Counter(s.label for s in self.samples)
-        return {name: counts.get(i, 0) for i, name in enumerate(self.protocol.classes)}
+    @property
+    def names(self) -> list[str]:
+        return [s.filename for s in self.samples]
+
+    @property
+    def datasets(self) -> list[str]:
+        return [""] * len(self.samples)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples], dtype=np.int64)   # (N,)
+
+    @property
+    def aus(self) -> list[frozenset[ActionUnit]]:
+        return [s.aus for s in self.samples]
+
+    def describe(self) -> list[str]:
+        return [f"sheet: {self.sheet_path}", f"layout: {self.layout}"]
+
+    def model_arrays(self, *, motion: str, img_size: int, cache_dir: Path | None, workers: int, strict: bool,
+                     progress: bool) -> "ModelArrays":
+        from data.arrays import release_arrays  # data.arrays builds on this module
+        return release_arrays(self, motion=motion, img_size=img_size, cache_dir=cache_dir, workers=workers,
+                              strict=strict, progress=progress)
+
+    def fingerprint_settings(self, motion: str) -> dict:
+        from data.inputs import PREPROCESS_VERSION  # both build on this module
+        from data.motion import MOTION_VERSION, default_flow_method
+        settings = {"dataset": "release", "layout": self.layout, "preprocess_version": PREPROCESS_VERSION}
+        if motion == "flow":
+            settings.update(flow_method=default_flow_method(), motion_version=MOTION_VERSION)
+        return settings
 
 
 def load_release(raf_path: Path, protocol: Protocol, *, sheet: Path | None = None,

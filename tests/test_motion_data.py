@@ -148,7 +148,7 @@ def test_motion_map_folder_round_trip(release_root, folder):
     assert data.aus == [s.aus for s in release.samples]
     np.testing.assert_array_equal(data.au_multi_hot([1, 4, 12]),
                                   au_multi_hot([s.aus for s in release.samples], [1, 4, 12]))
-    assert data.subject_list == release.subjects and data.warnings == []
+    assert data.subject_list == release.subject_list and data.warnings == []
     # the PNG holds the difference maps to within one grey level
     inputs = build_inputs(release, img_size=32, progress=False)
     expected, _ = motion_arrays(inputs, "diff")

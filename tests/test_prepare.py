@@ -77,7 +77,9 @@ def test_both_styles_read_back_with_the_release_counts(release_root, tmp_path, s
     release = load_release(release_root, FIVE)
     maps = load_motion_maps(tmp_path / "maps", FIVE, img_size=32)
     assert len(maps.names) == len(release.samples) and maps.class_counts() == release.class_counts()
-    assert maps.subject_list == release.subjects
+    assert maps.subject_list == release.subject_list
+    # both kinds of dataset give the same per-sample fields, in the same order
+    assert (maps.names, maps.labels.tolist()) == (release.names, release.labels.tolist())
     header = (tmp_path / "maps" / "index.csv").read_text().splitlines()[0]
     assert header == "subject,sample,label,motion,face,aus,dataset"
     if style == "ststnet":

@@ -120,7 +120,7 @@ def test_five_class(release_dir):
         "happiness", "disgust", "others", "surprise", "disgust", "repression"]
     assert [s.label for s in release.samples] == [0, 2, 4, 1, 2, 3]
     assert release.excluded == {"fear": 1, "sadness": 1}
-    assert release.subjects == ["sub01", "sub02", "sub04", "sub05"]
+    assert release.subject_list == ["sub01", "sub02", "sub04", "sub05"]
     assert release.class_counts() == {"happiness": 1, "surprise": 1, "disgust": 2,
                                       "repression": 1, "others": 1}
 
@@ -209,7 +209,7 @@ def test_load_release_resolves_frames(release_dir, layout):
     slash = next(s for s in release.samples if s.key == ("sub04", "EP12_01f"))
     assert slash.apex is None and slash.apex_path is None
     assert any("'/'" in w for w in release.warnings)
-    assert release.subjects == ["sub01", "sub02", "sub04", "sub05"] and len(release.samples) == 6
+    assert release.subject_list == ["sub01", "sub02", "sub04", "sub05"] and len(release.samples) == 6
 
 
 def test_load_release_with_override_and_explicit_sheet(release_dir, write_sheet, tmp_path):

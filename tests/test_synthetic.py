@@ -37,7 +37,7 @@ def test_release_round_trips_through_loader(tmp_path, layout, version):
     assert len(rows) == 20
     # 2019 rows include one sadness and one fear, which the five-class protocol leaves out
     assert len(release.samples) == (18 if version == "2019" else 20)
-    assert len(release.subjects) == 4
+    assert len(release.subject_list) == 4
     assert release.sheet_path.name == ("data.xlsx" if layout == "simple" else SHEET_NAMES[version])
     prefix = "reg_img" if layout.startswith("cropped") else "img"
     assert all(s.onset_path.name == f"{prefix}{s.onset}.jpg" for s in release.samples)

@@ -1,0 +1,64 @@
+"""What a run needs from a dataset, whichever kind it is.
+
+Two kinds implement it: a CASME II release (`data.release.Release`: sheet + frame folders,
+preprocessed into the cache) and a folder of precomputed motion maps
+(`data.motion_maps.MotionMapData`: index.csv + images). The command line works through this
+interface only; a new kind of dataset subclasses DatasetSource, gives the fields below and is
+opened in main.open_dataset.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from data.action_units import ActionUnit
+    from data.arrays import ModelArrays
+    from data.protocols import Protocol
+
+
+class DatasetSource:
+    """Base of the dataset kinds; per-sample fields are (N,) in the order of their ModelArrays."""
+
+    if TYPE_CHECKING:  # what each kind provides, as fields or properties
+        protocol: Protocol
+        subjects: list[str]         # (N,) each sample's subject (its LOSO fold)
+        names: list[str]            # (N,) each sample's name within its subject
+        datasets: list[str]         # (N,) each sample's dataset; '' for a single unnamed one
+        labels: np.ndarray          # (N,) int64 class index of the protocol
+        aus: list[frozenset[ActionUnit] | None] | None  # (N,) AU sets (None: not coded); None: no AU labels
+        warnings: list[str]         # everything worth showing (includes the skip messages)
+        excluded: dict[str, int]    # emotion -> rows left out by the protocol
+        skipped: list[str]          # samples skipped (missing files), with the reason
+
+    uses_cache = False              # whether building its arrays writes to the preprocessing cache
+
+    @property
+    def subject_list(self) -> list[str]:
+        """The sorted unique subjects."""
+        return sorted(set(self.subjects))
+
+    def class_counts(self) -> dict[str, int]:
+        """Class name -> samples, in the protocol's class order."""
+        counts = Counter(np.asarray(self.labels).tolist())
+        return {name: counts.get(i, 0) for i, name in enumerate(self.protocol.classes)}
+
+    def describe(self) -> list[str]:
+        """The lines --dry-run prints first: where the data comes from."""
+        raise NotImplementedError
+
+    def model_arrays(self, *, motion: str, img_size: int, cache_dir: Path | None, workers: int, strict: bool,
+                     progress: bool) -> ModelArrays:
+        """The arrays a run trains on (`motion`: the motion representation the maps hold or are made into)."""
+        raise NotImplementedError
+
+    def fingerprint_settings(self, motion: str) -> dict:
+        """This source's settings that decide its arrays, for a run's data fingerprint."""
+        raise NotImplementedError
+
+    def provenance(self) -> dict:
+        """What a model file records about how the inputs were made, beyond the settings."""
+        return {}
