@@ -440,6 +440,47 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def measure_steps(release: Path, sizes: list[int], step_flags: list[str], repeats: int, gemm_n: int,
+                  device: torch.device, args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    """(training-step rows of every size, evaluation rows of the first size), printed as they come."""
+    memory_format = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}[args.memory_format]
+    print(f"== training step (engine.train_one_epoch on one batch of {args.batch_size}, Adam"
+          f"{', bf16 autocast' if device.type == 'cuda' else ', fp32'}, {args.memory_format})", flush=True)
+    train, evals = [], []
+    n_eval = 256 if device.type == "cuda" else 64
+    for size in sizes:
+        rows, runs = train_round_robin(release, size, step_flags, repeats, gemm_n, memory_format)
+        train += rows
+        print_train_rows(rows)
+        if size == sizes[0]:
+            evals = [eval_throughput(run, n_eval, repeats) for run in runs.values()]
+    print("== evaluation (engine.evaluate)", flush=True)
+    for r in evals:
+        print(f"  {r['arch']:<6} {r['img_size']:>3} px: {r['samples_per_s']:7.1f} samples/s "
+              f"({r['n']} samples in {r['seconds']:.3f} s, {r['gflops']:.1f} GFLOP/s)")
+    return train, evals
+
+
+def project_loso(train_rows: list[dict], epoch: dict | None, epoch_size: int, batch_size: int) -> dict:
+    """The full 5-class LOSO's projected seconds, from the measured epoch and from the step time; printed."""
+    folds, epochs = CASME_RELEASE["subjects"], FIVE_CLASS_DEFAULTS["epochs"]
+    print(f"== projected full 5-class LOSO ({folds} folds x {epochs} epochs, 224 px, batch {batch_size})")
+    projection = {}
+    if epoch is not None and epoch_size == 224:
+        projection["from_epoch_s"] = epoch["epoch_s"] * epochs * folds
+        print(f"  from the measured epoch: {hms(projection['from_epoch_s'])} ({epoch['epoch_s']:.1f} s/epoch)")
+    r224 = next((r for r in train_rows if r["arch"] == "amgcn" and r["img_size"] == 224), None)
+    if r224 is not None:
+        train_samples = epoch["train_samples"] if epoch else 240
+        per_epoch = r224["step_s"] * train_samples / batch_size  # the last batch is partial
+        projection["from_step_s"] = per_epoch * epochs * folds
+        print(f"  from the step time: {hms(projection['from_step_s'])} ({per_epoch:.1f} s/epoch, "
+              f"{train_samples} samples)")
+    if not projection:
+        print("  nothing to project from: no 224 px step or epoch was measured")
+    return projection
+
+
 def run_benchmark(args: argparse.Namespace) -> int:
     for flag, folder in (("--release", args.release), ("--motion-maps", args.motion_maps)):
         if folder is not None and not folder.is_dir():
@@ -470,23 +511,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     report["gemm"] = gemm
     print(f"  peak: {gemm['peak']:.1f} GFLOP/s")
 
-    memory_format = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}[args.memory_format]
-    print(f"== training step (engine.train_one_epoch on one batch of {args.batch_size}, Adam"
-          f"{', bf16 autocast' if device.type == 'cuda' else ', fp32'}, {args.memory_format})", flush=True)
     step_flags = [*flags, "--batch-size", str(args.batch_size)]
-    report["train"], report["eval"] = [], []
-    n_eval = 256 if device.type == "cuda" else 64
-    for size in sizes:
-        rows, runs = train_round_robin(release, size, step_flags, repeats, gemm_sizes[0], memory_format)
-        report["train"] += rows
-        print_train_rows(rows)
-        if size == sizes[0]:
-            report["eval"] = [eval_throughput(run, n_eval, repeats) for run in runs.values()]
-
-    print("== evaluation (engine.evaluate)", flush=True)
-    for r in report["eval"]:
-        print(f"  {r['arch']:<6} {r['img_size']:>3} px: {r['samples_per_s']:7.1f} samples/s "
-              f"({r['n']} samples in {r['seconds']:.3f} s, {r['gflops']:.1f} GFLOP/s)")
+    report["train"], report["eval"] = measure_steps(release, sizes, step_flags, repeats, gemm_sizes[0], device, args)
 
     epoch = None
     if not args.no_epoch:
@@ -505,22 +531,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     print(branch_share_table(by_size))
     report["flops_by_size"] = {size: {"flops": f, "shares": shares(f)} for size, f in by_size.items()}
 
-    folds, epochs = CASME_RELEASE["subjects"], FIVE_CLASS_DEFAULTS["epochs"]
-    print(f"== projected full 5-class LOSO ({folds} folds x {epochs} epochs, 224 px, batch {args.batch_size})")
-    projection = {}
-    if epoch is not None and epoch_size == 224:
-        projection["from_epoch_s"] = epoch["epoch_s"] * epochs * folds
-        print(f"  from the measured epoch: {hms(projection['from_epoch_s'])} ({epoch['epoch_s']:.1f} s/epoch)")
-    r224 = next((r for r in report["train"] if r["arch"] == "amgcn" and r["img_size"] == 224), None)
-    if r224 is not None:
-        train_samples = epoch["train_samples"] if epoch else 240
-        per_epoch = r224["step_s"] * train_samples / args.batch_size  # the last batch is partial
-        projection["from_step_s"] = per_epoch * epochs * folds
-        print(f"  from the step time: {hms(projection['from_step_s'])} ({per_epoch:.1f} s/epoch, "
-              f"{train_samples} samples)")
-    if not projection:
-        print("  nothing to project from: no 224 px step or epoch was measured")
-    report["loso_projection"] = projection
+    report["loso_projection"] = project_loso(report["train"], epoch, epoch_size, args.batch_size)
     report["bench_seconds"] = time.perf_counter() - started
     print(f"== benchmark took {report['bench_seconds']:.0f} s")
     if args.json:

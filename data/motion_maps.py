@@ -177,22 +177,8 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     return out.transpose(2, 0, 1)
 
 
-def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
-                     strict: bool = False) -> MotionMapData:
-    """Read a motion-map folder: index.csv plus its images, resized to img_size.
-
-    Raises DataError with one line naming the file and line on bad input.
-    """
-    root = Path(root)
-    if root.is_file() and root.name == INDEX_NAME:
-        root = root.parent
-    index = root / INDEX_NAME
-    if not root.is_dir():
-        raise DataError(f"motion-map folder {root}: not found")
-    if not index.is_file():
-        raise DataError(f"motion-map folder {root}: no {INDEX_NAME}")
-    check_map_size("--img-size", img_size)
-
+def _read_index(index: Path) -> list[tuple[int, list[str]]]:
+    """The non-blank lines of index.csv as (line number, cells)."""
     try:
         with index.open(newline="", encoding="utf-8-sig") as fh:   # -sig: Excel's BOM
             reader = csv.reader(fh)
@@ -202,7 +188,11 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
     table = [(line, cells) for line, cells in table if any(c.strip() for c in cells)]
     if not table:
         raise DataError(f"{index}: the file is empty")
-    header_line, header = table[0]
+    return table
+
+
+def _index_columns(index: Path, header_line: int, header: list[str]) -> dict[str, int]:
+    """Column name -> cell index of index.csv's header; DataError for a missing or repeated column."""
     columns: dict[str, int] = {}
     for i, name in enumerate(header):
         key = name.strip().lower()
@@ -215,8 +205,17 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
         raise DataError(f"{index} line {header_line}: missing column(s) {', '.join(missing)} "
                         f"(needs {','.join(REQUIRED)}, optional {','.join(OPTIONAL)}; "
                         f"found: {', '.join(h.strip() for h in header if h.strip()) or 'nothing'})")
-    has_aus = "aus" in columns
+    return columns
 
+
+def _index_records(index: Path, table: list[tuple[int, list[str]]], columns: dict[str, int], protocol: Protocol,
+                   header_line: int) -> tuple[list[tuple], Counter[str], list[str], bool]:
+    """(records, emotions left out by the protocol, AU warnings, whether lines give faces) of index.csv's lines.
+
+    A record: (line, subject, name, label, aus, motion path, face path or None, dataset).
+    """
+    root = index.parent
+    has_aus = "aus" in columns
     records = []   # (line, subject, name, label, aus, motion path, face path or None)
     excluded: Counter[str] = Counter()
     aus_warnings: list[str] = []   # stray words skipped in the aus column
@@ -261,8 +260,12 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
     if with_face and without_face:
         raise DataError(f"{index} line {without_face[0]}: empty 'face' while line {with_face[0]} "
                         f"gives one; give a face on every line or on none")
-    use_face = bool(with_face)
+    return records, excluded, aus_warnings, bool(with_face)
 
+
+def _read_images(index: Path, records: list[tuple], img_size: int, use_face: bool, strict: bool
+                 ) -> tuple[np.ndarray, np.ndarray | None, list[int], list[str]]:
+    """(motion (N, 3, S, S), faces (N, 3, S, S) or None, indices of the records kept, skip messages)."""
     n_max = len(records)
     motion = np.empty((n_max, 3, img_size, img_size), np.float32)            # (N, 3, S, S)
     face = np.empty((n_max, 3, img_size, img_size), np.uint8) if use_face else None
@@ -292,6 +295,33 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
             continue
         kept.append(k)
 
+    if len(kept) < n_max:
+        motion = motion[kept]
+        face = face[kept] if face is not None else None
+    return motion, face, kept, skipped
+
+
+def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
+                     strict: bool = False) -> MotionMapData:
+    """Read a motion-map folder: index.csv plus its images, resized to img_size.
+
+    Raises DataError with one line naming the file and line on bad input.
+    """
+    root = Path(root)
+    if root.is_file() and root.name == INDEX_NAME:
+        root = root.parent
+    index = root / INDEX_NAME
+    if not root.is_dir():
+        raise DataError(f"motion-map folder {root}: not found")
+    if not index.is_file():
+        raise DataError(f"motion-map folder {root}: no {INDEX_NAME}")
+    check_map_size("--img-size", img_size)
+    table = _read_index(index)
+    header_line, header = table[0]
+    columns = _index_columns(index, header_line, header)
+    records, excluded, aus_warnings, use_face = _index_records(index, table, columns, protocol, header_line)
+    motion, face, kept, skipped = _read_images(index, records, img_size, use_face, strict)
+
     chosen = [records[k] for k in kept]
     if len({r[7] for r in records}) == 1:   # one dataset: its name adds nothing to who a subject is
         chosen = [(*r[:1], r[1].split("/", 1)[-1] if r[7] else r[1], *r[2:]) for r in chosen]
@@ -304,11 +334,8 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
     if excluded:
         warnings.append(f"{index}: left out by protocol {protocol.name}: "
                         + ", ".join(f"{k} {v}" for k, v in sorted(excluded.items())))
-    if len(kept) < n_max:
-        motion = motion[kept]
-        face = face[kept] if face is not None else None
     return MotionMapData(
         root=root, protocol=protocol, subjects=subjects, names=[r[2] for r in chosen],
-        labels=np.array(labels, dtype=np.int64), aus=[r[4] for r in chosen] if has_aus else None,
+        labels=np.array(labels, dtype=np.int64), aus=[r[4] for r in chosen] if "aus" in columns else None,
         datasets=[r[7] for r in chosen], motion=motion, face=face, warnings=warnings,
         excluded=dict(sorted(excluded.items())), skipped=skipped)

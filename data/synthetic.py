@@ -109,6 +109,93 @@ def subject_style(seed: int, subject: int) -> FaceStyle:
                      texture_seed=int(rng.integers(2**31)))
 
 
+class _Canvas:
+    """A face drawn `W` x `H` pixels: positions given as fractions of the width and height."""
+
+    def __init__(self, W: int, H: int, dy: float) -> None:
+        self.W, self.H, self.dy = W, H, dy
+
+    def pt(self, x: float, y: float) -> tuple[int, int]:
+        return int(round(x * self.W)), int(round((y + self.dy) * self.H))
+
+    def ax(self, a: float, b: float) -> tuple[int, int]:
+        return max(1, int(round(a * self.W))), max(1, int(round(b * self.H)))
+
+
+def _face_shape(at: _Canvas, style: FaceStyle) -> tuple[np.ndarray, np.ndarray]:
+    """The shaded oval on its background, hair cap, eye sockets, nose bridge and cheekbones; and the oval mask."""
+    img = np.empty((at.H, at.W, 3), np.float32)
+    img[:] = style.background
+    mask = np.zeros((at.H, at.W), np.float32)
+    face_axes = at.ax(0.47 * style.scale, 0.50 * style.scale)
+    cv2.ellipse(mask, at.pt(0.5, 0.52), face_axes, 0, 0, 360, 1.0, -1)
+    # hair cap above the forehead
+    cv2.ellipse(img, at.pt(0.5, 0.42), at.ax(0.50 * style.scale, 0.44 * style.scale), 0, 180, 360,
+                style.hair, -1)
+    skin = np.empty_like(img)
+    skin[:] = style.skin
+    # shading: darker towards the rim of the oval, as on a lit rounded face
+    yy, xx = np.mgrid[0:at.H, 0:at.W].astype(np.float32)
+    cx, cy = at.pt(0.5, 0.52)
+    r = np.sqrt(((xx - cx) / face_axes[0]) ** 2 + ((yy - cy) / face_axes[1]) ** 2)
+    skin *= (1.0 - 0.25 * np.clip(r, 0, 1) ** 3)[..., None]
+    img = img * (1 - mask[..., None]) + skin * mask[..., None]
+
+    dark = tuple(0.45 * c for c in style.skin)
+    # eye sockets: the darker band a face detector keys on
+    for x in (0.31, 0.69):
+        cv2.ellipse(img, at.pt(x, 0.37), at.ax(0.14, 0.07), 0, 0, 360, dark, -1)
+    light = tuple(min(255.0, 1.12 * c) for c in style.skin)
+    cv2.ellipse(img, at.pt(0.5, 0.42), at.ax(0.045, 0.12), 0, 0, 360, light, -1)   # nose bridge
+    for x in (0.27, 0.73):
+        cv2.ellipse(img, at.pt(x, 0.53), at.ax(0.10, 0.06), 0, 0, 360, light, -1)  # cheekbones
+    return img, mask
+
+
+def _face_features(img: np.ndarray, at: _Canvas, style: FaceStyle) -> None:
+    """Draw brows, eyes, nose, folds, mouth, creases and chin onto `img` (H, W, 3) in place."""
+    dark = tuple(0.45 * c for c in style.skin)
+    # brows: hair colour thinned by skin, as sparse brow hair looks
+    brow = tuple(0.5 * a + 0.5 * b for a, b in zip(style.hair, style.skin))
+    for x0, x1, sgn in ((0.16, 0.44, 1), (0.56, 0.84, -1)):
+        pts = np.array([at.pt(x0, 0.255), at.pt((x0 + x1) / 2, 0.225), at.pt(x1, 0.245 + 0.01 * sgn)], np.int32)
+        cv2.polylines(img, [pts], False, brow, thickness=max(1, int(0.035 * at.H)))
+    # eyes: sclera, iris, pupil, lid line
+    for x in (0.31, 0.69):
+        cv2.ellipse(img, at.pt(x, 0.38), at.ax(0.085, 0.028), 0, 0, 360, (225, 228, 232), -1)
+        cv2.circle(img, at.pt(x, 0.38), int(0.026 * at.H), (50, 60, 80), -1)
+        cv2.circle(img, at.pt(x, 0.38), int(0.011 * at.H), (10, 10, 10), -1)
+        cv2.ellipse(img, at.pt(x, 0.38), at.ax(0.09, 0.03), 0, 180, 360, style.hair, max(1, int(0.008 * at.H)))
+    # nose: bridge shadow, tip, nostrils
+    cv2.line(img, at.pt(0.47, 0.42), at.pt(0.46, 0.52), dark, max(1, int(0.01 * at.W)))
+    cv2.ellipse(img, at.pt(0.5, 0.535), at.ax(0.07, 0.03), 0, 0, 180, dark, max(1, int(0.01 * at.W)))
+    for x in (0.45, 0.55):
+        cv2.ellipse(img, at.pt(x, 0.54), at.ax(0.022, 0.012), 0, 0, 360, tuple(0.35 * c for c in style.skin), -1)
+    # nasolabial folds
+    for x0, x1 in ((0.40, 0.33), (0.60, 0.67)):
+        cv2.line(img, at.pt(x0, 0.56), at.pt(x1, 0.70), tuple(0.8 * c for c in style.skin), max(1, int(0.008 * at.W)))
+    # mouth: lips and the dark line between them
+    lip = (style.skin[0] * 0.6, style.skin[1] * 0.55, min(255.0, style.skin[2] * 0.95))
+    cv2.ellipse(img, at.pt(0.5, 0.72), at.ax(0.13, 0.035), 0, 0, 360, lip, -1)
+    cv2.line(img, at.pt(0.38, 0.72), at.pt(0.62, 0.72), tuple(0.3 * c for c in style.skin), max(1, int(0.009 * at.H)))
+    # mouth-corner creases and dimples: texture for AU14/AU15 to move
+    crease = tuple(0.78 * c for c in style.skin)
+    for sgn in (-1, 1):
+        cv2.line(img, at.pt(0.5 + sgn * 0.14, 0.74), at.pt(0.5 + sgn * 0.16, 0.85), crease, max(1, int(0.008 * at.W)))
+        cv2.ellipse(img, at.pt(0.5 + sgn * 0.22, 0.75), at.ax(0.025, 0.035), 0, 0, 360, crease, -1)
+    # chin crease
+    cv2.ellipse(img, at.pt(0.5, 0.86), at.ax(0.07, 0.02), 0, 200, 340, tuple(0.85 * c for c in style.skin),
+                max(1, int(0.006 * at.H)))
+
+
+def _skin_texture(seed: int, w: int, h: int) -> np.ndarray:
+    """(h, w) float32 pores and blotches: they give the warp something to move on flat skin."""
+    rng = _rng(seed, "texture")
+    fine = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.8)
+    coarse = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), max(1.5, w / 30))
+    return 6.0 * fine / (fine.std() + 1e-6) + 6.0 * coarse / (coarse.std() + 1e-6)
+
+
 def draw_face(size: tuple[int, int], style: FaceStyle) -> tuple[np.ndarray, np.ndarray]:
     """A face-like BGR image (H, W, 3) float32 and its oval mask (H, W) float32 in [0, 1].
 
@@ -117,82 +204,15 @@ def draw_face(size: tuple[int, int], style: FaceStyle) -> tuple[np.ndarray, np.n
     """
     w, h = size
     ss = 4  # draw at 4x and shrink: smooth edges without anti-aliasing flags everywhere
-    W, H = w * ss, h * ss
-
-    def pt(x: float, y: float) -> tuple[int, int]:
-        return int(round(x * W)), int(round((y + style.dy) * H))
-
-    def ax(a: float, b: float) -> tuple[int, int]:
-        return max(1, int(round(a * W))), max(1, int(round(b * H)))
-
-    img = np.empty((H, W, 3), np.float32)
-    img[:] = style.background
-    mask = np.zeros((H, W), np.float32)
-    face_axes = ax(0.47 * style.scale, 0.50 * style.scale)
-    cv2.ellipse(mask, pt(0.5, 0.52), face_axes, 0, 0, 360, 1.0, -1)
-    # hair cap above the forehead
-    cv2.ellipse(img, pt(0.5, 0.42), ax(0.50 * style.scale, 0.44 * style.scale), 0, 180, 360,
-                style.hair, -1)
-    skin = np.empty_like(img)
-    skin[:] = style.skin
-    # shading: darker towards the rim of the oval, as on a lit rounded face
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    cx, cy = pt(0.5, 0.52)
-    r = np.sqrt(((xx - cx) / face_axes[0]) ** 2 + ((yy - cy) / face_axes[1]) ** 2)
-    skin *= (1.0 - 0.25 * np.clip(r, 0, 1) ** 3)[..., None]
-    img = img * (1 - mask[..., None]) + skin * mask[..., None]
-
-    dark = tuple(0.45 * c for c in style.skin)
-    # eye sockets: the darker band a face detector keys on
-    for x in (0.31, 0.69):
-        cv2.ellipse(img, pt(x, 0.37), ax(0.14, 0.07), 0, 0, 360, dark, -1)
-    light = tuple(min(255.0, 1.12 * c) for c in style.skin)
-    cv2.ellipse(img, pt(0.5, 0.42), ax(0.045, 0.12), 0, 0, 360, light, -1)   # nose bridge
-    for x in (0.27, 0.73):
-        cv2.ellipse(img, pt(x, 0.53), ax(0.10, 0.06), 0, 0, 360, light, -1)  # cheekbones
+    canvas = _Canvas(w * ss, h * ss, style.dy)
+    img, mask = _face_shape(canvas, style)
     img = cv2.GaussianBlur(img, (0, 0), 2 * ss)
-    # brows: hair colour thinned by skin, as sparse brow hair looks
-    brow = tuple(0.5 * a + 0.5 * b for a, b in zip(style.hair, style.skin))
-    for x0, x1, sgn in ((0.16, 0.44, 1), (0.56, 0.84, -1)):
-        pts = np.array([pt(x0, 0.255), pt((x0 + x1) / 2, 0.225), pt(x1, 0.245 + 0.01 * sgn)], np.int32)
-        cv2.polylines(img, [pts], False, brow, thickness=max(1, int(0.035 * H)))
-    # eyes: sclera, iris, pupil, lid line
-    for x in (0.31, 0.69):
-        cv2.ellipse(img, pt(x, 0.38), ax(0.085, 0.028), 0, 0, 360, (225, 228, 232), -1)
-        cv2.circle(img, pt(x, 0.38), int(0.026 * H), (50, 60, 80), -1)
-        cv2.circle(img, pt(x, 0.38), int(0.011 * H), (10, 10, 10), -1)
-        cv2.ellipse(img, pt(x, 0.38), ax(0.09, 0.03), 0, 180, 360, style.hair, max(1, int(0.008 * H)))
-    # nose: bridge shadow, tip, nostrils
-    cv2.line(img, pt(0.47, 0.42), pt(0.46, 0.52), dark, max(1, int(0.01 * W)))
-    cv2.ellipse(img, pt(0.5, 0.535), ax(0.07, 0.03), 0, 0, 180, dark, max(1, int(0.01 * W)))
-    for x in (0.45, 0.55):
-        cv2.ellipse(img, pt(x, 0.54), ax(0.022, 0.012), 0, 0, 360, tuple(0.35 * c for c in style.skin), -1)
-    # nasolabial folds
-    for x0, x1 in ((0.40, 0.33), (0.60, 0.67)):
-        cv2.line(img, pt(x0, 0.56), pt(x1, 0.70), tuple(0.8 * c for c in style.skin), max(1, int(0.008 * W)))
-    # mouth: lips and the dark line between them
-    lip = (style.skin[0] * 0.6, style.skin[1] * 0.55, min(255.0, style.skin[2] * 0.95))
-    cv2.ellipse(img, pt(0.5, 0.72), ax(0.13, 0.035), 0, 0, 360, lip, -1)
-    cv2.line(img, pt(0.38, 0.72), pt(0.62, 0.72), tuple(0.3 * c for c in style.skin), max(1, int(0.009 * H)))
-    # mouth-corner creases and dimples: texture for AU14/AU15 to move
-    crease = tuple(0.78 * c for c in style.skin)
-    for sgn in (-1, 1):
-        cv2.line(img, pt(0.5 + sgn * 0.14, 0.74), pt(0.5 + sgn * 0.16, 0.85), crease, max(1, int(0.008 * W)))
-        cv2.ellipse(img, pt(0.5 + sgn * 0.22, 0.75), ax(0.025, 0.035), 0, 0, 360, crease, -1)
-    # chin crease
-    cv2.ellipse(img, pt(0.5, 0.86), ax(0.07, 0.02), 0, 200, 340, tuple(0.85 * c for c in style.skin),
-                max(1, int(0.006 * H)))
-
+    _face_features(img, canvas, style)
     # soften to camera sharpness: real frames have no one-pixel edges
     img = cv2.GaussianBlur(img, (0, 0), 0.8 * ss)
     img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
     mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA)
-    # skin texture (pores, blotches): gives the warp something to move on flat skin
-    rng = _rng(style.texture_seed, "texture")
-    fine = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.8)
-    coarse = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), max(1.5, w / 30))
-    tex = 6.0 * fine / (fine.std() + 1e-6) + 6.0 * coarse / (coarse.std() + 1e-6)
-    img += (tex * mask)[..., None]
+    img += (_skin_texture(style.texture_seed, w, h) * mask)[..., None]
     return np.clip(img, 0, 255).astype(np.float32), mask
 
 
@@ -294,21 +314,7 @@ def plan_clips(*, subjects: int, per_subject: int, version: str, seed: int,
     """
     if subjects < 1 or per_subject < 1:
         raise ValueError("subjects and per_subject must be >= 1")
-    if emotions is None:
-        pool = list(FIVE_CLASSES)
-    else:
-        pool = [str(e).strip().lower() for e in emotions]
-        if not pool:
-            raise ValueError("emotions must not be empty")
-    total = subjects * per_subject
-    labels = [pool[i % len(pool)] for i in range(total)]
-    if emotions is None and version == "2019" and total >= 15:
-        # the 2019 sheet's rare emotions, left out by the five-class protocol
-        labels[total - 1] = "sadness"
-        labels[total - 8] = "fear"
-    rng = _rng(seed, "plan", version)
-    rng.shuffle(labels)
-
+    labels = _planned_emotions(subjects * per_subject, version, seed, emotions)
     names = [f"EP{a:02d}_{b:02d}{'f' if (a + b) % 3 == 0 else ''}"
              for a in range(1, 20) for b in range(1, 8)]
     clips: list[Clip] = []
@@ -316,36 +322,9 @@ def plan_clips(*, subjects: int, per_subject: int, version: str, seed: int,
     slash_subject = min(4, subjects)   # like sub04 EP12_01f in the real 2019 sheet
     for s in range(1, subjects + 1):
         srng = _rng(seed, "subject", s)
-        picks = list(srng.choice(len(names), size=min(per_subject, len(names)), replace=False))
-        chosen = [names[i] for i in picks]
-        while len(chosen) < per_subject:
-            chosen.append(f"EP{20 + len(chosen):02d}_01")
-        # the same filename under subjects 1 and 2; irregular names for subject 1
-        if s in (1, 2):
-            if "EP02_01f" in chosen:
-                chosen.remove("EP02_01f")
-                chosen.insert(0, "EP02_01f")
-            else:
-                chosen[0] = "EP02_01f"
-        if s == 1 and per_subject >= 2:
-            for k, irregular in enumerate(IRREGULAR_NAMES[: per_subject - 1]):
-                chosen[k + 1] = irregular
-        chosen = sorted(dict.fromkeys(chosen))  # real sheets list each subject's clips by name
-        while len(chosen) < per_subject:
-            chosen.append(f"EP{30 + len(chosen):02d}_02")
-        for j, filename in enumerate(chosen):
+        for j, filename in enumerate(_subject_filenames(s, per_subject, names, srng)):
             emotion = labels[(s - 1) * per_subject + j]
-            variants = EMOTION_AUS.get(emotion)
-            if variants is None:  # an emotion outside the table: one or two random AUs
-                k = srng.choice(sorted(AU_REGIONS), size=int(srng.integers(1, 3)), replace=False)
-                text = "+".join(str(int(a)) for a in sorted(k))
-            else:
-                text = variants[int(srng.integers(len(variants)))]
-            # make sure the one-sided codes and 'none' appear at least once
-            if emotion == "disgust" and not forced["L"]:
-                text, forced["L"] = "4+L10", True
-            elif emotion == "happiness" and not forced["R"]:
-                text, forced["R"] = "R12", True
+            text = _aus_text(emotion, srng, forced)
             motion = tuple(sorted(parse_action_units(text)))
             cell: object = _aus_cell(text)
             if version == "2014" and emotion == "others" and not forced["none"]:
@@ -361,6 +340,62 @@ def plan_clips(*, subjects: int, per_subject: int, version: str, seed: int,
                 sheet_apex, forced["slash"] = None, True   # kept by the five-class protocol
             clips.append(Clip(s, filename, onset, sheet_apex, offset, cell, emotion, motion, apex))
     return clips
+
+
+def _planned_emotions(total: int, version: str, seed: int, emotions: Sequence[str] | None) -> list[str]:
+    """The `total` clips' emotions, cycling through the pool, in a seeded random order."""
+    if emotions is None:
+        pool = list(FIVE_CLASSES)
+    else:
+        pool = [str(e).strip().lower() for e in emotions]
+        if not pool:
+            raise ValueError("emotions must not be empty")
+    labels = [pool[i % len(pool)] for i in range(total)]
+    if emotions is None and version == "2019" and total >= 15:
+        # the 2019 sheet's rare emotions, left out by the five-class protocol
+        labels[total - 1] = "sadness"
+        labels[total - 8] = "fear"
+    rng = _rng(seed, "plan", version)
+    rng.shuffle(labels)
+    return labels
+
+
+def _subject_filenames(s: int, per_subject: int, names: list[str], srng: np.random.Generator) -> list[str]:
+    """Subject `s`'s clip names, sorted: EP02_01f under subjects 1 and 2, irregular names under subject 1."""
+    picks = list(srng.choice(len(names), size=min(per_subject, len(names)), replace=False))
+    chosen = [names[i] for i in picks]
+    while len(chosen) < per_subject:
+        chosen.append(f"EP{20 + len(chosen):02d}_01")
+    # the same filename under subjects 1 and 2; irregular names for subject 1
+    if s in (1, 2):
+        if "EP02_01f" in chosen:
+            chosen.remove("EP02_01f")
+            chosen.insert(0, "EP02_01f")
+        else:
+            chosen[0] = "EP02_01f"
+    if s == 1 and per_subject >= 2:
+        for k, irregular in enumerate(IRREGULAR_NAMES[: per_subject - 1]):
+            chosen[k + 1] = irregular
+    chosen = sorted(dict.fromkeys(chosen))  # real sheets list each subject's clips by name
+    while len(chosen) < per_subject:
+        chosen.append(f"EP{30 + len(chosen):02d}_02")
+    return chosen
+
+
+def _aus_text(emotion: str, srng: np.random.Generator, forced: dict[str, bool]) -> str:
+    """A clip's AU code for `emotion`; the first disgust and happiness clips get the one-sided codes."""
+    variants = EMOTION_AUS.get(emotion)
+    if variants is None:  # an emotion outside the table: one or two random AUs
+        k = srng.choice(sorted(AU_REGIONS), size=int(srng.integers(1, 3)), replace=False)
+        text = "+".join(str(int(a)) for a in sorted(k))
+    else:
+        text = variants[int(srng.integers(len(variants)))]
+    # make sure the one-sided codes and 'none' appear at least once
+    if emotion == "disgust" and not forced["L"]:
+        text, forced["L"] = "4+L10", True
+    elif emotion == "happiness" and not forced["R"]:
+        text, forced["R"] = "R12", True
+    return text
 
 
 def _clips_from_sheet(path: Path, seed: int) -> list[Clip]:
@@ -437,6 +472,19 @@ def _raw_background(seed: int, subject: int) -> np.ndarray:
     return np.ascontiguousarray(bg, dtype=np.float32)
 
 
+def _check_release_args(layout: str, sheet_version: str, frames: str, size: tuple[int, int]) -> None:
+    """ValueError for a layout, sheet version, frame choice or face size generate_release cannot write."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if sheet_version not in ("2014", "2019"):
+        raise ValueError(f"sheet_version must be '2014' or '2019', got {sheet_version!r}")
+    if frames not in ("all", "key"):
+        raise ValueError(f"frames must be 'all' or 'key', got {frames!r}")
+    w, h = size
+    if layout == "raw" and (w + 20 > RAW_FRAME[0] or h + 20 > RAW_FRAME[1]):
+        raise ValueError(f"face size {w}x{h} does not fit a {RAW_FRAME[0]}x{RAW_FRAME[1]} raw frame")
+
+
 def generate_release(out: Path, *, layout: str = "cropped", subjects: int = 6,
                      per_subject: int = 10, sheet: Path | None = None,
                      sheet_version: str = "2019", size: tuple[int, int] = (96, 112),
@@ -450,25 +498,15 @@ def generate_release(out: Path, *, layout: str = "cropped", subjects: int = 6,
     generator's own sheet); 'key' writes onset, apex and offset only, plus every
     KEY_STEP-th frame of clips whose apex is '/' (default with `sheet`, for speed).
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    if str(sheet_version) not in ("2014", "2019"):
-        raise ValueError(f"sheet_version must be '2014' or '2019', got {sheet_version!r}")
     sheet_version = str(sheet_version)
     frames = frames or ("key" if sheet is not None else "all")
-    if frames not in ("all", "key"):
-        raise ValueError(f"frames must be 'all' or 'key', got {frames!r}")
+    w, h = int(size[0]), int(size[1])
+    _check_release_args(layout, sheet_version, frames, (w, h))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    w, h = int(size[0]), int(size[1])
-    if layout == "raw" and (w + 20 > RAW_FRAME[0] or h + 20 > RAW_FRAME[1]):
-        raise ValueError(f"face size {w}x{h} does not fit a {RAW_FRAME[0]}x{RAW_FRAME[1]} raw frame")
 
     if sheet is not None:
-        sheet = Path(sheet)
-        clips = _clips_from_sheet(sheet, seed)
-        sheet_name = "data.xlsx" if layout == "simple" else sheet.name
-        shutil.copyfile(sheet, out / sheet_name)
+        clips = _copy_sheet(Path(sheet), out, layout, seed)
     else:
         clips = plan_clips(subjects=subjects, per_subject=per_subject, version=sheet_version,
                            seed=seed, emotions=emotions, clip_len=clip_len)
@@ -478,7 +516,6 @@ def generate_release(out: Path, *, layout: str = "cropped", subjects: int = 6,
 
     root = layout_folder(out, layout)
     prefix = "reg_img" if layout in ("cropped", "cropped-updated") else "img"
-    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     faces: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     backgrounds: dict[int, np.ndarray] = {}
     for c in clips:
@@ -504,12 +541,22 @@ def generate_release(out: Path, *, layout: str = "cropped", subjects: int = 6,
                 patch = full[y0:y0 + h, x0:x0 + w]
                 full[y0:y0 + h, x0:x0 + w] = patch * (1 - m) + img * m
                 img = full
-            pixels = _noisy_uint8(img, _rng(seed, "noise", c.subject, c.filename, f))
-            ok, buf = cv2.imencode(".jpg", pixels, params)
-            if not ok:
-                raise OSError(f"JPEG encoding failed for {clip_dir}")
-            (clip_dir / f"{prefix}{f}.jpg").write_bytes(buf.tobytes())
+            _write_jpeg(clip_dir / f"{prefix}{f}.jpg", _noisy_uint8(img, _rng(seed, "noise", c.subject, c.filename, f)))
     return out
+
+
+def _copy_sheet(sheet: Path, out: Path, layout: str, seed: int) -> list[Clip]:
+    """Copy a given sheet into the release (as data.xlsx in the simple layout); its clips."""
+    clips = _clips_from_sheet(sheet, seed)
+    shutil.copyfile(sheet, out / ("data.xlsx" if layout == "simple" else sheet.name))
+    return clips
+
+
+def _write_jpeg(path: Path, pixels: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise OSError(f"JPEG encoding failed for {path.parent}")
+    path.write_bytes(buf.tobytes())
 
 
 def write_motion_map_folder(release_root: Path, out: Path, protocol: Protocol,
