@@ -24,6 +24,7 @@ import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -429,32 +430,44 @@ def build_inputs(release: Release, *, img_size: int = 224, cache_dir: Path | Non
         bar.update(1)
 
     try:
-        if workers > 0 and len(todo) > 1:
-            # forkserver, not fork: a child forked from a parent whose OpenCV thread pool
-            # is busy can deadlock inside cv2 (seen with fork and 2 workers)
-            ctx = multiprocessing.get_context(
-                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                     initializer=_worker_init) as pool:
-                futures = [pool.submit(preprocess_sample, i, samples[i], img_size, method, strict)
-                           for i in todo]
-                try:
-                    for fut in as_completed(futures):
-                        finish(fut.result())
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
-        else:
-            for i in todo:
-                finish(preprocess_sample(i, samples[i], img_size, method, strict))
+        _preprocess_misses(todo, samples, img_size, method, strict, workers, finish)
     finally:
         bar.close()
-
     for i in range(len(samples)):
         warnings.extend(notes[i])
         if errors[i]:
             warnings.append(errors[i])
+    return _without_skipped(release, onset, apex, errors, warnings, len(todo))
+
+
+def _preprocess_misses(todo: list[int], samples: list[Sample], img_size: int, method: str, strict: bool,
+                       workers: int, finish: Callable[[_Result], None]) -> None:
+    """Preprocess the samples `todo` (in `workers` processes when > 0), handing each result to `finish`."""
+    if workers > 0 and len(todo) > 1:
+        # forkserver, not fork: a child forked from a parent whose OpenCV thread pool
+        # is busy can deadlock inside cv2 (seen with fork and 2 workers)
+        ctx = multiprocessing.get_context(
+            "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                 initializer=_worker_init) as pool:
+            futures = [pool.submit(preprocess_sample, i, samples[i], img_size, method, strict)
+                       for i in todo]
+            try:
+                for fut in as_completed(futures):
+                    finish(fut.result())
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    else:
+        for i in todo:
+            finish(preprocess_sample(i, samples[i], img_size, method, strict))
+
+
+def _without_skipped(release: Release, onset: np.ndarray, apex: np.ndarray, errors: list[str | None],
+                     warnings: list[str], misses: int) -> InputArrays:
+    """The InputArrays of the samples whose frames were read (`errors[i]` is None)."""
+    samples = release.samples
     keep = [i for i in range(len(samples)) if errors[i] is None]
     if len(keep) < len(samples):
         onset, apex = onset[keep], apex[keep]
@@ -471,7 +484,7 @@ def build_inputs(release: Release, *, img_size: int = 224, cache_dir: Path | Non
         labels=np.array([s.label for s in kept], dtype=np.int64),
         subjects=[s.subject for s in kept],
         warnings=warnings,
-        cache_hits=len(samples) - len(todo),
-        cache_misses=len(todo),
+        cache_hits=len(samples) - misses,
+        cache_misses=misses,
         skipped=skipped,
     )
