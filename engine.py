@@ -22,6 +22,7 @@ from data.errors import DataError
 from models import ModelConfig, build_model, compute_loss, cooccurrence_adjacency
 from utils.io import atomic_torch_save, error_text
 from utils.metrics import pooled_metrics
+from utils.run_state import keys_problem
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -247,11 +248,9 @@ def _optimizer_problem(state: object, model: torch.nn.Module) -> str | None:
 
 def checkpoint_problem(ckpt: object, model: torch.nn.Module, subject: str, epochs: int) -> str | None:
     """What is wrong with a fold checkpoint for this run's fold `subject` and `model`, or None."""
-    if not isinstance(ckpt, dict):
-        return f"not a checkpoint (a {type(ckpt).__name__}, not a mapping)"
-    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
-    if missing:
-        return f"missing key(s) {', '.join(missing)}"
+    problem = keys_problem(ckpt, CHECKPOINT_KEYS, "a checkpoint")
+    if problem:
+        return problem
     if ckpt["subject"] != subject:
         return f"belongs to fold {ckpt['subject']!r}, not {subject!r}"
     epoch = ckpt["epoch"]

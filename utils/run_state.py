@@ -119,13 +119,19 @@ def _class_lists_problem(name: str, rows: Any, n: int, num_classes: int) -> str 
     return None
 
 
+def keys_problem(record: Any, keys: Sequence[str], what: str) -> str | None:
+    """Why `record` is not a mapping holding every one of `keys` (`what` names it: 'a fold result'), or None."""
+    if not isinstance(record, dict):
+        return f"not {what} (a {type(record).__name__}, not a mapping)"
+    missing = [k for k in keys if k not in record]
+    return f"missing key(s) {', '.join(missing)}" if missing else None
+
+
 def fold_problem(result: Any, subject: str, indices: list[int], num_classes: int, epochs: int) -> str | None:
     """What is wrong with one fold's result for this run, or None."""
-    if not isinstance(result, dict):
-        return f"not a fold result (a {type(result).__name__}, not a mapping)"
-    missing = [k for k in FOLD_KEYS if k not in result]
-    if missing:
-        return f"missing key(s) {', '.join(missing)}"
+    problem = keys_problem(result, FOLD_KEYS, "a fold result")
+    if problem:
+        return problem
     if result["subject"] != subject:
         return f"holds fold {result['subject']!r}, not {subject!r}"
     if result["indices"] != indices:
