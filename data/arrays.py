@@ -32,7 +32,7 @@ class ModelArrays:
     flip_signs: tuple[float, float, float]              # per-channel sign of a left-right mirrored map
     notices: list[str]                                  # warnings and notes worth showing once
     skipped: list[str] = field(default_factory=list)    # why each left-out sample was skipped
-    datasets: list[str] = field(default_factory=list)   # (N,) dataset of each sample; empty: one unnamed dataset
+    datasets: list[str] = field(default_factory=list)   # (N,) dataset of each sample; empty: a single dataset
 
     def au_targets(self, aus: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(N, K) float32 multi-hot over the AU nodes `aus`, and (N,) bool: which samples were AU-coded."""
@@ -69,7 +69,8 @@ def motion_map_arrays(maps: MotionMapData, *, motion: str) -> ModelArrays:
     return ModelArrays(motion=maps.motion, face=maps.face, labels=maps.labels, subjects=list(maps.subjects),
                        names=list(maps.names), aus=maps.aus, flip_signs=FLIP_SIGNS[motion],
                        notices=list(maps.warnings), skipped=list(maps.skipped),
-                       datasets=list(maps.datasets) if any(maps.datasets) else [])
+                       # one dataset: its parts would repeat the whole (as subjects keep their names)
+                       datasets=list(maps.datasets) if len(set(maps.datasets)) > 1 else [])
 
 
 def center_maps(motion: np.ndarray) -> np.ndarray:
