@@ -289,7 +289,8 @@ def read_checkpoint(path: Path, model: torch.nn.Module, subject: str, epochs: in
     return ckpt
 
 
-def _autocast(device: torch.device, enabled: bool):
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on `device` when enabled (shared by single folds and folds trained together)."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -334,7 +335,7 @@ def train_one_epoch(model: torch.nn.Module, data: DatasetTensors, train_idx: tor
     seen = 0
     for idx, motion, face in training_batches(data, train_idx, motion_scale, settings.batch_size, generator, device):
         labels = data.labels[idx]
-        with _autocast(device, settings.amp):
+        with autocast(device, settings.amp):
             outputs = model(motion, face)
         loss, parts = compute_loss({k: (v.float() if v is not None else None) for k, v in outputs.items()},
                                    labels, data.au[idx], cfg, class_weights, data.au_known[idx])
@@ -357,7 +358,7 @@ def evaluate(model: torch.nn.Module, data: DatasetTensors, idx: torch.Tensor, mo
     chunks = []
     for start in range(0, len(idx), settings.eval_batch_size):
         batch = idx[start:start + settings.eval_batch_size]
-        with _autocast(device, settings.amp):
+        with autocast(device, settings.amp):
             logits = model(data.motion[batch] / motion_scale, data.face[batch])["logits"]
         chunks.append(torch.softmax(logits.float(), dim=1))
     return torch.cat(chunks).cpu()

@@ -31,7 +31,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from data.errors import DataError
-from engine import (DatasetTensors, FoldPlan, FoldResult, TrainSettings, TrainingError, _autocast, epoch_record,
+from engine import (DatasetTensors, FoldPlan, FoldResult, TrainSettings, TrainingError, autocast, epoch_record,
                     evaluate, fold_optimizer, fold_seed, fold_subjects, no_best, plan_fold, predict_held_out,
                     seed_epoch, training_batches, validation_step)
 from models import ModelConfig, compute_loss
@@ -108,7 +108,7 @@ def train_group_epoch(stack: StackedModels, plans: list[FoldPlan], data: Dataset
         idx = torch.stack([s[0] for s in step])                    # (F, B)
         motion = torch.stack([s[1] for s in step])                 # (F, B, 3, S, S)
         face = torch.stack([s[2] for s in step])                   # (F, B, 3, g, g)
-        with _autocast(device, settings.amp):
+        with autocast(device, settings.amp):
             logits, au_logits = stack(motion, face)
         total = 0.0
         for k, plan in enumerate(plans):
