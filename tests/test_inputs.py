@@ -10,7 +10,8 @@ import pytest
 
 from data import DataError, get_protocol, load_release
 from data.inputs import build_inputs, centre_box, default_cache_dir, face_box
-from data.synthetic import _raw_placement, generate_release, plan_clips
+from data.synthetic import generate_release, plan_clips
+from data.synthetic.write import _raw_placement
 from utils.io import TEMP_SUFFIX
 
 SMALL = dict(subjects=3, per_subject=5, size=(32, 40), clip_len=(6, 10), seed=2)
