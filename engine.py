@@ -104,6 +104,8 @@ class TrainSettings:
     class_balance: bool = False  # weight the cross-entropy by inverse class frequency of the fold's training set
     amp: bool = False  # bf16 autocast; only pays on GPUs with bf16 units
     compile: bool = False
+    shift: int = 0  # each training motion map moved by up to this many pixels (face alignment jitter)
+    mixup: float = 0.0  # Beta(a, a) mixing of sample pairs within a batch; 0 = off
 
 
 @dataclass
@@ -301,16 +303,44 @@ def _random_flip(x: torch.Tensor, flip: torch.Tensor, signs: torch.Tensor | None
     return torch.where(flip.view(-1, 1, 1, 1), mirrored, x)
 
 
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each map of `x` (B, C, S, S) moved by its own whole-pixel offset in [-max_shift, max_shift]
+    along both axes; what moves in from the border is zero (no motion)."""
+    b, _, h, w = x.shape
+    offsets = torch.randint(-max_shift, max_shift + 1, (2, b), generator=generator).to(x.device)  # (2, B)
+    padded = F.pad(x, (max_shift,) * 4)                                   # (B, C, S + 2m, S + 2m)
+    rows = (max_shift + offsets[0]).view(b, 1) + torch.arange(h, device=x.device)  # (B, S)
+    cols = (max_shift + offsets[1]).view(b, 1) + torch.arange(w, device=x.device)  # (B, S)
+    batch = torch.arange(b, device=x.device).view(b, 1, 1)
+    moved = padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)]  # (B, S, S, C)
+    return moved.permute(0, 3, 1, 2)                                     # (B, C, S, S), channels-last strides
+
+
+@dataclass
+class Batch:
+    """One training batch. With mixup, sample i is `lam` of row idx[i] and 1 - lam of row
+    partner[i]; its loss is mixed the same way."""
+    idx: torch.Tensor                   # (B,) rows of DatasetTensors
+    motion: torch.Tensor                # (B, 3, S, S)
+    face: torch.Tensor                  # (B, 3, g, g)
+    partner: torch.Tensor | None = None  # (B,) rows mixed in, or None
+    lam: float = 1.0
+
+
 def training_batches(data: DatasetTensors, train_idx: torch.Tensor, motion_scale: torch.Tensor, batch_size: int,
-                     generator: torch.Generator, device: torch.device
-                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """One epoch's batches (idx, motion, face) in a random order, each sample mirrored with p=0.5.
+                     generator: torch.Generator, device: torch.device, shift: int = 0, mixup: float = 0.0
+                     ) -> Iterator[Batch]:
+    """One epoch's batches in a random order, each sample mirrored with p=0.5, then moved by up
+    to `shift` pixels and mixed with a partner (`mixup` > 0) when asked.
 
     Indexes the device tensors, so no sample passes through Python. A batch of one sample
-    is left out (batch norm cannot train on it).
+    is left out (batch norm cannot train on it). The options draw from `generator` only when
+    on, so runs without them keep their random stream.
     """
     order = torch.randperm(len(train_idx), generator=generator).to(device)
     flips = (torch.rand(len(train_idx), generator=generator) < 0.5).to(device)
+    mix_weights = (np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+                   .beta(mixup, mixup, size=math.ceil(len(train_idx) / batch_size)) if mixup > 0 else None)
     perm = train_idx[order]
     for start in range(0, len(perm), batch_size):
         idx = perm[start:start + batch_size]
@@ -319,7 +349,29 @@ def training_batches(data: DatasetTensors, train_idx: torch.Tensor, motion_scale
         flip = flips[start:start + len(idx)]
         motion = _random_flip(data.motion[idx], flip, data.flip_signs) / motion_scale  # (B, 3, S, S)
         face = _random_flip(data.face[idx], flip)                      # (B, 3, g, g)
-        yield idx, motion, face
+        if shift > 0:
+            motion = random_shift(motion, shift, generator)
+        if mix_weights is None:
+            yield Batch(idx, motion, face)
+            continue
+        lam = float(mix_weights[start // batch_size])
+        partner = torch.randperm(len(idx), generator=generator).to(device)
+        yield Batch(idx, lam * motion + (1 - lam) * motion[partner], lam * face + (1 - lam) * face[partner],
+                    idx[partner], lam)
+
+
+def batch_loss(outputs: dict, batch: Batch, data: DatasetTensors, cfg: ModelConfig,
+               class_weights: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+    """compute_loss of `outputs` on `batch`'s targets (mixed like its inputs under mixup)."""
+    outputs = {k: (v.float() if v is not None else None) for k, v in outputs.items()}
+    loss, parts = compute_loss(outputs, data.labels[batch.idx], data.au[batch.idx], cfg, class_weights,
+                               data.au_known[batch.idx])
+    if batch.partner is None:
+        return loss, parts
+    other, other_parts = compute_loss(outputs, data.labels[batch.partner], data.au[batch.partner], cfg,
+                                      class_weights, data.au_known[batch.partner])
+    mixed = {k: batch.lam * parts[k] + (1 - batch.lam) * other_parts[k] for k in parts}
+    return batch.lam * loss + (1 - batch.lam) * other, mixed
 
 
 def train_one_epoch(model: torch.nn.Module, data: DatasetTensors, train_idx: torch.Tensor,
@@ -333,12 +385,12 @@ def train_one_epoch(model: torch.nn.Module, data: DatasetTensors, train_idx: tor
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
-    for idx, motion, face in training_batches(data, train_idx, motion_scale, settings.batch_size, generator, device):
-        labels = data.labels[idx]
+    for batch in training_batches(data, train_idx, motion_scale, settings.batch_size, generator, device,
+                                  settings.shift, settings.mixup):
+        idx, labels = batch.idx, data.labels[batch.idx]
         with autocast(device, settings.amp):
-            outputs = model(motion, face)
-        loss, parts = compute_loss({k: (v.float() if v is not None else None) for k, v in outputs.items()},
-                                   labels, data.au[idx], cfg, class_weights, data.au_known[idx])
+            outputs = model(batch.motion, batch.face)
+        loss, parts = batch_loss(outputs, batch, data, cfg, class_weights)
         if not math.isfinite(parts["total"]):  # compute_loss has read the value already: no extra wait
             raise TrainingError(f"the training loss became {parts['total']}; try a lower --lr")
         optimizer.zero_grad(set_to_none=True)

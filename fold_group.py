@@ -31,10 +31,10 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from data.errors import DataError
-from engine import (DatasetTensors, FoldPlan, FoldResult, TrainSettings, TrainingError, autocast, epoch_record,
-                    evaluate, fold_optimizer, fold_seed, fold_subjects, no_best, plan_fold, predict_held_out,
-                    seed_epoch, training_batches, validation_step)
-from models import ModelConfig, compute_loss
+from engine import (DatasetTensors, FoldPlan, FoldResult, TrainSettings, TrainingError, autocast, batch_loss,
+                    epoch_record, evaluate, fold_optimizer, fold_seed, fold_subjects, no_best, plan_fold,
+                    predict_held_out, seed_epoch, training_batches, validation_step)
+from models import ModelConfig
 from utils.io import atomic_torch_save, error_text
 
 
@@ -101,31 +101,28 @@ def train_group_epoch(stack: StackedModels, plans: list[FoldPlan], data: Dataset
     """One epoch of every fold of the group; each fold's mean loss and accuracy."""
     stack.train()
     batches = [training_batches(data, p.train_idx, p.motion_scale, settings.batch_size, seed_epoch(p.seed, epoch),
-                                device) for p in plans]
+                                device, settings.shift, settings.mixup) for p in plans]
     sums = torch.zeros(len(plans), 2, dtype=torch.float64, device=device)   # (F, [loss * n, correct])
     seen = 0
     for step in zip(*batches):                  # equal fitting-set sizes: equal batch shapes
-        idx = torch.stack([s[0] for s in step])                    # (F, B)
-        motion = torch.stack([s[1] for s in step])                 # (F, B, 3, S, S)
-        face = torch.stack([s[2] for s in step])                   # (F, B, 3, g, g)
+        motion = torch.stack([b.motion for b in step])             # (F, B, 3, S, S)
+        face = torch.stack([b.face for b in step])                 # (F, B, 3, g, g)
         with autocast(device, settings.amp):
             logits, au_logits = stack(motion, face)
         total = 0.0
-        for k, plan in enumerate(plans):
-            labels = data.labels[idx[k]]
-            loss, parts = compute_loss({"logits": logits[k].float(),
-                                        "au_logits": au_logits[k].float() if au_logits is not None else None},
-                                       labels, data.au[idx[k]], cfg, plan.class_weights, data.au_known[idx[k]])
+        for k, (plan, batch) in enumerate(zip(plans, step)):
+            outputs = {"logits": logits[k], "au_logits": au_logits[k] if au_logits is not None else None}
+            loss, parts = batch_loss(outputs, batch, data, cfg, plan.class_weights)
             if not math.isfinite(parts["total"]):
                 raise TrainingError(f"fold {plan.subject}: the training loss became {parts['total']}; "
                                     "try a lower --lr")
             total = total + loss
-            sums[k, 0] += loss.detach().double() * idx.shape[1]
-            sums[k, 1] += (logits[k].detach().argmax(1) == labels).sum()
+            sums[k, 0] += loss.detach().double() * len(batch.idx)
+            sums[k, 1] += (logits[k].detach().argmax(1) == data.labels[batch.idx]).sum()
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        seen += idx.shape[1]
+        seen += len(step[0].idx)
     return [{"loss": float(s[0]) / max(seen, 1), "acc": float(s[1]) / max(seen, 1)} for s in sums.cpu()]
 
 

@@ -70,6 +70,8 @@ NUMBER_RANGES = {
     "folds_together": ("--folds-together", 1, 1000),
     "width": ("--width", 0.01, 4.0),
     "dropout": ("--dropout", 0.0, 0.99),
+    "shift": ("--shift", 0, 64),
+    "mixup": ("--mixup", 0.0, 100.0),
 }
 # --demo: a small synthetic release and a short schedule that ends in minutes on 2 CPU cores.
 DEMO_RELEASE = dict(subjects=8, per_subject=12, size=(72, 84), seed=0)
@@ -136,6 +138,10 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
     g.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=defaults.get("optimizer", "adam"))
     g.add_argument("--class-balance", action="store_true",
                    help="weight the loss by inverse class frequency of each fold's training set")
+    g.add_argument("--shift", type=int, default=0,
+                   help="move each training motion map by up to N pixels (face alignment jitter)")
+    g.add_argument("--mixup", type=float, default=0.0,
+                   help="mix pairs of training samples with Beta(A, A) weights, targets alike (0: off)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--seeds", type=seed_list,
                    help="one full LOSO per seed, e.g. 0,1,2, in <output>/seed<N>/, then mean and sd over seeds")
@@ -341,7 +347,7 @@ def train_settings(args: argparse.Namespace, device: torch.device) -> TrainSetti
                          eval_batch_size=args.eval_batch_size, val_subjects=args.val_subjects,
                          report_oracle=args.report_oracle, checkpoint_interval=args.checkpoint_interval,
                          pretrained=args.pretrained, class_balance=args.class_balance,
-                         amp=device.type == "cuda", compile=args.compile)
+                         amp=device.type == "cuda", compile=args.compile, shift=args.shift, mixup=args.mixup)
 
 
 def emit(line: str) -> None:

@@ -31,12 +31,13 @@ def tensors(cfg: ModelConfig, sizes: dict[str, int], seed: int = 0) -> DatasetTe
                                       au_known=rng.random(n) < 0.7)
 
 
-@pytest.mark.parametrize("arch, val_subjects", [("amgcn", 0), ("mmnet", 1)])
-def test_folds_together_equal_folds_alone(tmp_path, arch, val_subjects):
+@pytest.mark.parametrize("arch, val_subjects, shift, mixup", [("amgcn", 0, 0, 0.0), ("mmnet", 1, 0, 0.0),
+                                                           ("amgcn", 0, 2, 0.4)])
+def test_folds_together_equal_folds_alone(tmp_path, arch, val_subjects, shift, mixup):
     cfg = ModelConfig(num_classes=3, img_size=16, width=0.0625, vit_depth=1, arch=arch)
     data = tensors(cfg, {f"s{i}": 6 for i in range(4)})
     settings = TrainSettings(epochs=2, batch_size=6, lr=1e-3, weight_decay=1e-4, optimizer="adamw",
-                             class_balance=True, val_subjects=val_subjects)
+                             class_balance=True, val_subjects=val_subjects, shift=shift, mixup=mixup)
     folds = ["s0", "s2", "s3"]
     alone = [run_fold(s, data, cfg, settings, 7, CPU, tmp_path / f"{s}.pt", {}) for s in folds]
     together = run_fold_group(folds, data, cfg, settings, 7, CPU, tmp_path / "group.pt", {})
