@@ -34,6 +34,7 @@ from engine import (DatasetTensors, TrainingError, TrainSettings, load_pretraine
 from fold_group import fold_groups, run_fold_group
 from models import ARCHS, MIN_IMG_SIZE, ModelConfig, build_model
 from utils.distributed import DistInfo, assign_folds, barrier, init_distributed, shutdown, threads_per_process
+from utils.face_regions import AU_REGIONS, DEFAULT_AUS
 from utils.io import append_jsonl, atomic_torch_save, error_text, read_json, read_yaml, write_json, write_yaml
 from utils.model_file import MODEL_FILE, model_record
 from utils.paths import blocking_file, run_checkpoint_dir, write_problem
@@ -169,6 +170,9 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
     g.add_argument("--no-aa", action="store_true", help="drop the AU attention module")
     g.add_argument("--no-sa", action="store_true", help="drop the stacked attention module")
     g.add_argument("--au-loss-weight", type=float, default=0.5, help="weight of the auxiliary AU loss")
+    g.add_argument("--aus", type=au_list,
+                   help="the AU graph's nodes, e.g. 1,2,4,7,12 (default: "
+                        + ",".join(map(str, DEFAULT_AUS)) + ", the most frequent AUs of CASME II)")
     g.add_argument("--width", type=float, default=1.0,
                    help="scales the motion branch's channels (128, 128, 256, 512 at 1.0)")
     g.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier and in the graph")
@@ -260,7 +264,7 @@ def select_folds(spec: str | None, subjects: list[str]) -> list[str]:
     return sorted(set(chosen))
 
 
-def print_dataset(dataset: DatasetSource, folds: list[str]) -> None:
+def print_dataset(dataset: DatasetSource, folds: list[str], graph_nodes: tuple[int, ...]) -> None:
     for line in dataset.describe():
         print(line)
     labels, subjects, au_sets = dataset.labels.tolist(), dataset.subjects, dataset.aus
@@ -278,7 +282,7 @@ def print_dataset(dataset: DatasetSource, folds: list[str]) -> None:
         coded = [a for a in au_sets if a is not None]
         if len(coded) < len(au_sets):
             print(f"AU-coded samples: {len(coded)} of {len(au_sets)} (the others are left out of the AU loss)")
-        outside = aus_outside(coded, ModelConfig().aus)
+        outside = aus_outside(coded, graph_nodes)
         print("AUs outside the graph's nodes (not used as labels): "
               + (", ".join(f"AU{au} {n}" for au, n in outside.items()) or "none"))
     for w in dataset.warnings:
@@ -337,7 +341,8 @@ def model_config(args: argparse.Namespace, num_classes: int, arrays: ModelArrays
     return ModelConfig(num_classes=num_classes, img_size=args.img_size, arch=args.model, use_pos=use_pos,
                        use_gcn=not args.no_gcn, use_aa=not args.no_aa, use_sa=not args.no_sa,
                        au_loss_weight=au_loss_weight, width=args.width, dropout=args.dropout,
-                       embed_dim=args.embed_dim, vit_depth=args.vit_depth, vit_heads=args.vit_heads)
+                       embed_dim=args.embed_dim, vit_depth=args.vit_depth, vit_heads=args.vit_heads,
+                       aus=graph_aus(args))
 
 
 def train_settings(args: argparse.Namespace, device: torch.device) -> TrainSettings:
@@ -363,7 +368,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     folds = select_folds(args.folds, dataset.subject_list)
     if args.dry_run:
         if info.is_main:
-            print_dataset(dataset, folds)
+            print_dataset(dataset, folds, graph_aus(args))
         return 0
 
     run_dir = args.output
@@ -476,6 +481,24 @@ def prepare_run_folder(args: argparse.Namespace, ckpt_dir: Path, fingerprint: di
     write_yaml(run_dir / "args.yaml", args_record(args))
     if args.resume is None:
         check_samples(run_dir, fingerprint, has_results=False)
+
+
+def au_list(text: str) -> list[int]:
+    """'1,2,4' -> [1, 2, 4] (argparse type of --aus): distinct AUs with a facial region."""
+    try:
+        aus = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated AU numbers such as 1,2,4, got {text!r}") from None
+    unknown = [au for au in aus if au not in AU_REGIONS]
+    if unknown or len(set(aus)) != len(aus) or len(aus) < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected at least two distinct AUs from {','.join(map(str, sorted(AU_REGIONS)))}, got {text!r}")
+    return aus
+
+
+def graph_aus(args: argparse.Namespace) -> tuple[int, ...]:
+    """The AU graph's nodes: --aus, or the default list."""
+    return tuple(args.aus) if getattr(args, "aus", None) else DEFAULT_AUS
 
 
 def seed_list(text: str) -> list[int]:

@@ -167,3 +167,24 @@ def test_preset_applies_unless_a_flag_is_given():
     args = resolve_args(parser, ["--raf_path", "x", "--preset", "flow28", "--epochs", "7"])
     assert args.epochs == 7 and args.img_size == PRESETS["flow28"]["img_size"] and args.center_maps
     assert args.width == PRESETS["flow28"]["width"] and args.class_balance
+
+
+def test_aus_flag_sets_the_graph_nodes(tmp_path, capsys):
+    root = write_folder(tmp_path / "f", composite_rows())
+    base = ["--raf_path", str(root), "--img-size", "16", "--dry-run"]
+    assert main("3class", FIVE_CLASS_DEFAULTS, base) == 0
+    assert "AU7 18" in capsys.readouterr().out               # 3 subjects x 6 rows; 7 is no default node
+    assert main("3class", FIVE_CLASS_DEFAULTS, base + ["--aus", "4,7"]) == 0
+    assert "(not used as labels): none" in capsys.readouterr().out
+    for bad in ("4,99", "4,4", "4", "4,x"):
+        assert main("3class", FIVE_CLASS_DEFAULTS, base + ["--aus", bad]) == 2
+        assert capsys.readouterr().err.startswith("error: argument --aus:")
+
+
+def test_aus_flag_reaches_the_model(tmp_path):
+    from main import build_parser, model_config
+
+    args = build_parser("3class", FIVE_CLASS_DEFAULTS).parse_args(["--aus", "1,7,12"])
+    arrays = type("Arrays", (), {"face": None, "aus": [None]})()
+    assert model_config(args, 3, arrays).aus == (1, 7, 12)
+    assert model_config(build_parser("3class", FIVE_CLASS_DEFAULTS).parse_args([]), 3, arrays).aus == ModelConfig().aus
