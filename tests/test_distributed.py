@@ -10,16 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data.synthetic import generate_release
 from helpers import loso_args
 from utils.distributed import assign_folds
 from utils.run_state import fold_result_path
 
 ROOT = Path(__file__).resolve().parents[1]
-@pytest.fixture(scope="module")
-def release(tmp_path_factory) -> Path:
-    return generate_release(tmp_path_factory.mktemp("release"), subjects=4, per_subject=6, size=(40, 48),
-                            seed=5, clip_len=(8, 10), emotions=("happiness", "surprise", "disgust"))
 
 
 def cli(release: Path, tmp: Path, name: str, *extra: str) -> list[str]:
@@ -41,11 +36,11 @@ def test_assign_folds_balances_and_is_deterministic():
     assert assign_folds(costs, 1) == [sorted(costs)]
 
 
-def test_two_processes_match_one_process(release, tmp_path):
-    single = subprocess.run([sys.executable, *cli(release, tmp_path, "single")], cwd=ROOT,
+def test_two_processes_match_one_process(loso_release, tmp_path):
+    single = subprocess.run([sys.executable, *cli(loso_release, tmp_path, "single")], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
-    double = subprocess.run([*torchrun(2), *cli(release, tmp_path, "double")], cwd=ROOT,
+    double = subprocess.run([*torchrun(2), *cli(loso_release, tmp_path, "double")], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert double.returncode == 0, double.stderr
     a, b = tmp_path / "single", tmp_path / "double"
@@ -57,8 +52,8 @@ def test_two_processes_match_one_process(release, tmp_path):
     assert sorted(ranks["0"] + ranks["1"]) == ["sub01", "sub02", "sub03", "sub04"]
 
 
-def test_resume_with_another_process_count_finishes_missing_folds(release, tmp_path):
-    first = subprocess.run([sys.executable, *cli(release, tmp_path, "run", "--folds", "sub02")], cwd=ROOT,
+def test_resume_with_another_process_count_finishes_missing_folds(loso_release, tmp_path):
+    first = subprocess.run([sys.executable, *cli(loso_release, tmp_path, "run", "--folds", "sub02")], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     (tmp_path / "run" / "summary.json").unlink()
@@ -75,8 +70,8 @@ def test_resume_with_another_process_count_finishes_missing_folds(release, tmp_p
     assert summary["folds"] == ["sub01", "sub02", "sub03", "sub04"] and summary["n"] == 24
 
 
-def test_a_failing_rank_stops_the_job_without_a_summary(release, tmp_path):
-    result = subprocess.run([*torchrun(2), *cli(release, tmp_path, "run", "--lr", "10", "--optimizer", "sgd")], cwd=ROOT,
+def test_a_failing_rank_stops_the_job_without_a_summary(loso_release, tmp_path):
+    result = subprocess.run([*torchrun(2), *cli(loso_release, tmp_path, "run", "--lr", "10", "--optimizer", "sgd")], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert re.search(r"error: rank [01], fold sub0\d: the training loss became", result.stderr), result.stderr

@@ -26,12 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FIVE = FIVE_CLASS_DEFAULTS
 
 
-@pytest.fixture(scope="module")
-def release(tmp_path_factory) -> Path:
-    return generate_release(tmp_path_factory.mktemp("release"), subjects=4, per_subject=8, size=(40, 48),
-                            seed=3, clip_len=(8, 12), emotions=("happiness", "surprise", "disgust"))
-
-
 def read_predictions(run: Path) -> list[dict]:
     with open(run / "predictions.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -51,8 +45,8 @@ def hand_metrics(rows: list[dict]) -> dict:
             "uf1": sum(f1s) / len(f1s), "uar": sum(recalls) / len(recalls), "n": len(rows)}
 
 
-def test_run_folder_and_pooled_metrics_match_predictions(release, tmp_path, capsys):
-    assert main("5class", FIVE, loso_args(release, tmp_path, "run")) == 0
+def test_run_folder_and_pooled_metrics_match_predictions(loso_release, tmp_path, capsys):
+    assert main("5class", FIVE, loso_args(loso_release, tmp_path, "run")) == 0
     run = tmp_path / "run"
     for name in ("args.yaml", "log.jsonl", "predictions.csv", "folds.csv", "summary.json", "confusion_matrix.png"):
         assert (run / name).is_file(), name
@@ -68,7 +62,7 @@ def test_run_folder_and_pooled_metrics_match_predictions(release, tmp_path, caps
     expected = hand_metrics(rows)
     for key in ("accuracy", "uf1", "uar"):
         assert summary[key] == pytest.approx(expected[key], abs=1e-9), key
-    assert summary["n"] == expected["n"] == 32
+    assert summary["n"] == expected["n"] == 24
     assert sorted({r["subject"] for r in rows}) == ["sub01", "sub02", "sub03", "sub04"]
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert len(log) == 4 * 2 and {r["fold"] for r in log} == {"sub01", "sub02", "sub03", "sub04"}
@@ -78,7 +72,7 @@ def test_run_folder_and_pooled_metrics_match_predictions(release, tmp_path, caps
     assert "pooled" in out and f"{summary['uf1']:.3f}" in out
 
 
-def test_no_fold_sees_its_held_out_subject(release, tmp_path, monkeypatch):
+def test_no_fold_sees_its_held_out_subject(loso_release, tmp_path, monkeypatch):
     seen: dict[str, set[str]] = {}
     adjacency_inputs: list[int] = []
     real_train, real_adj = engine.train_one_epoch, engine.cooccurrence_adjacency
@@ -101,12 +95,12 @@ def test_no_fold_sees_its_held_out_subject(release, tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "train_one_epoch", spy_train)
     monkeypatch.setattr(engine, "cooccurrence_adjacency", spy_adj)
     monkeypatch.setattr("main.run_fold", spy_fold)
-    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--val-subjects", "1")) == 0
+    assert main("5class", FIVE, loso_args(loso_release, tmp_path, "run", "--val-subjects", "1")) == 0
     assert set(seen) == {"sub01", "sub02", "sub03", "sub04"}
     for held_out, trained_on in seen.items():
         assert held_out not in trained_on
         assert len(trained_on) == 2  # 3 training subjects, one of them kept for validation
-    assert adjacency_inputs == [16] * 4  # AU statistics from the 2 fitting subjects x 8 samples
+    assert adjacency_inputs == [12] * 4  # AU statistics from the 2 fitting subjects x 6 samples
     folds = list(csv.DictReader(open(tmp_path / "run" / "folds.csv")))
     assert all(1 <= int(f["epoch"]) <= 2 for f in folds)
 
@@ -123,15 +117,15 @@ def test_easy_synthetic_release_is_learned_above_chance(tmp_path):
     assert summary["uf1"] > 0.6, summary
 
 
-def test_folds_flag_runs_only_those_subjects(release, tmp_path):
-    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--folds", "1,sub03")) == 0
+def test_folds_flag_runs_only_those_subjects(loso_release, tmp_path):
+    assert main("5class", FIVE, loso_args(loso_release, tmp_path, "run", "--folds", "1,sub03")) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["folds"] == ["sub01", "sub03"]
     assert {r["subject"] for r in read_predictions(tmp_path / "run")} == {"sub01", "sub03"}
 
 
-def test_report_oracle_is_labelled_and_separate(release, tmp_path, capsys):
-    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--report-oracle")) == 0
+def test_report_oracle_is_labelled_and_separate(loso_release, tmp_path, capsys):
+    assert main("5class", FIVE, loso_args(loso_release, tmp_path, "run", "--report-oracle")) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     oracle = summary["oracle_optimistic"]
     assert "optimistic" in oracle["note"] and oracle["n"] == summary["n"]
@@ -143,11 +137,11 @@ def _cli(*args: str, cwd: Path = ROOT) -> list[str]:
     return [sys.executable, str(ROOT / "CASME2_5.py"), *args]
 
 
-def test_kill_then_resume_matches_uninterrupted_run(release, tmp_path):
-    whole = loso_args(release, tmp_path, "whole", "--epochs", "3", "--checkpoint-interval", "0")
+def test_kill_then_resume_matches_uninterrupted_run(loso_release, tmp_path):
+    whole = loso_args(loso_release, tmp_path, "whole", "--epochs", "3", "--checkpoint-interval", "0")
     assert main("5class", FIVE, whole) == 0
 
-    killed = loso_args(release, tmp_path, "killed", "--epochs", "3", "--checkpoint-interval", "0")
+    killed = loso_args(loso_release, tmp_path, "killed", "--epochs", "3", "--checkpoint-interval", "0")
     proc = subprocess.Popen(_cli(*killed), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     log = tmp_path / "killed" / "log.jsonl"
@@ -187,9 +181,9 @@ def test_kill_then_resume_matches_uninterrupted_run(release, tmp_path):
     (["--resume", "/nonexistent/run"], "--resume"),
     (["--embed-dim", "30"], "--embed-dim"),
 ])
-def test_bad_flag_values_exit_2_with_a_clear_message(release, tmp_path, capsys, flags, message):
+def test_bad_flag_values_exit_2_with_a_clear_message(loso_release, tmp_path, capsys, flags, message):
     try:
-        code = main("5class", FIVE, loso_args(release, tmp_path, "run") + flags)
+        code = main("5class", FIVE, loso_args(loso_release, tmp_path, "run") + flags)
     except SystemExit as e:  # argparse's own errors (unknown choices)
         code = e.code
     err = capsys.readouterr().err
@@ -197,32 +191,32 @@ def test_bad_flag_values_exit_2_with_a_clear_message(release, tmp_path, capsys, 
     assert message in err and "error" in err
 
 
-def test_bad_input_from_the_command_line_has_no_traceback(release, tmp_path):
-    for args in (["--raf_path", str(tmp_path / "nowhere")], [*loso_args(release, tmp_path, "run"), "--lr", "0"]):
+def test_bad_input_from_the_command_line_has_no_traceback(loso_release, tmp_path):
+    for args in (["--raf_path", str(tmp_path / "nowhere")], [*loso_args(loso_release, tmp_path, "run"), "--lr", "0"]):
         result = subprocess.run(_cli(*args), cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
         assert ("--raf_path" if "nowhere" in args[1] else "--lr") in result.stderr
 
 
-def test_a_new_run_never_reuses_an_earlier_runs_files(release, tmp_path, capsys):
-    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--folds", "1", "--epochs", "1")) == 0
-    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--folds", "1")) == 2
+def test_a_new_run_never_reuses_an_earlier_runs_files(loso_release, tmp_path, capsys):
+    assert main("5class", FIVE, loso_args(loso_release, tmp_path, "run", "--folds", "1", "--epochs", "1")) == 0
+    assert main("5class", FIVE, loso_args(loso_release, tmp_path, "run", "--folds", "1")) == 2
     assert "--resume" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "run")  # the run folder is gone, its checkpoints are not
-    assert main("5class", FIVE, loso_args(release, tmp_path, "run", "--folds", "1")) == 2
+    assert main("5class", FIVE, loso_args(loso_release, tmp_path, "run", "--folds", "1")) == 2
     assert "checkpoints of an earlier run" in capsys.readouterr().err
 
 
-def test_pretrained_weights_are_loaded_and_reported(release, tmp_path, capsys):
-    assert main("5class", FIVE, loso_args(release, tmp_path, "first", "--folds", "1", "--epochs", "1")) == 0
+def test_pretrained_weights_are_loaded_and_reported(loso_release, tmp_path, capsys):
+    assert main("5class", FIVE, loso_args(loso_release, tmp_path, "first", "--folds", "1", "--epochs", "1")) == 0
     weights = checkpoint_path(run_checkpoint_dir(tmp_path / "ckpt", tmp_path / "first"), "sub01")
-    assert main("5class", FIVE, loso_args(release, tmp_path, "second", "--folds", "1", "--epochs", "1",
+    assert main("5class", FIVE, loso_args(loso_release, tmp_path, "second", "--folds", "1", "--epochs", "1",
                                           "--pretrained", str(weights))) == 0
     err = capsys.readouterr().err
     loaded, total = (int(w) for w in err.split("pretrained: ")[1].split(" tensors")[0].split(" of "))
     assert loaded == total > 0  # same architecture: every tensor fits
     unrelated = tmp_path / "unrelated.pt"
     torch.save({"something.else": torch.zeros(3)}, unrelated)
-    assert main("5class", FIVE, loso_args(release, tmp_path, "third", "--pretrained", str(unrelated))) == 2
+    assert main("5class", FIVE, loso_args(loso_release, tmp_path, "third", "--pretrained", str(unrelated))) == 2
     assert "no tensor matches" in capsys.readouterr().err

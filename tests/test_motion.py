@@ -8,45 +8,39 @@ from pathlib import Path
 import pytest
 
 from data.protocols import get_protocol
-from data.synthetic import generate_release, write_motion_map_folder
+from data.synthetic import write_motion_map_folder
 from helpers import FIVE_CLASS_DEFAULTS, loso_args
 from main import main
 
 FIVE = FIVE_CLASS_DEFAULTS
 
 
-@pytest.fixture(scope="module")
-def release(tmp_path_factory) -> Path:
-    return generate_release(tmp_path_factory.mktemp("release"), subjects=3, per_subject=6, size=(40, 48),
-                            seed=9, clip_len=(8, 10), emotions=("happiness", "surprise", "disgust"))
-
-
 def run(raf_path: Path, tmp: Path, *extra: str) -> list[str]:
     return loso_args(raf_path, tmp, "run", *extra)
 
 
-def test_flow_motion_trains_and_names_its_method(release, tmp_path, capsys):
-    assert main("5class", FIVE, run(release, tmp_path, "--motion", "flow")) == 0
+def test_flow_motion_trains_and_names_its_method(loso_release, tmp_path, capsys):
+    assert main("5class", FIVE, run(loso_release, tmp_path, "--motion", "flow")) == 0
     err = capsys.readouterr().err
     assert "optical flow by" in err and ("TV-L1" in err or "Farneback" in err)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["n"] == 18
+    assert summary["n"] == 24
     assert list((tmp_path / "cache" / "motion").glob("*.npy"))  # flow maps were cached
 
 
-def test_motion_map_folder_trains_under_loso(release, tmp_path, capsys):
-    maps = write_motion_map_folder(release, tmp_path / "maps", get_protocol("5class"), img_size=32,
+def test_motion_map_folder_trains_under_loso(loso_release, tmp_path, capsys):
+    maps = write_motion_map_folder(loso_release, tmp_path / "maps", get_protocol("5class"), img_size=32,
                                    cache_dir=tmp_path / "cache")
     assert main("5class", FIVE, run(maps, tmp_path, "--dry-run")) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == "dataset: 18 samples, 3 subjects, 5 classes, 3 folds"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "dataset: 24 samples, 4 subjects, 5 classes, 4 folds"
     assert main("5class", FIVE, run(maps, tmp_path)) == 0
     with open(tmp_path / "run" / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 18 and {r["subject"] for r in rows} == {"sub01", "sub02", "sub03"}
+    assert len(rows) == 24 and {r["subject"] for r in rows} == {"sub01", "sub02", "sub03", "sub04"}
 
 
-def test_motion_maps_without_faces_or_aus_switch_those_parts_off(release, tmp_path, capsys):
-    maps = write_motion_map_folder(release, tmp_path / "maps", get_protocol("5class"), img_size=32,
+def test_motion_maps_without_faces_or_aus_switch_those_parts_off(loso_release, tmp_path, capsys):
+    maps = write_motion_map_folder(loso_release, tmp_path / "maps", get_protocol("5class"), img_size=32,
                                    cache_dir=tmp_path / "cache")
     index = maps / "index.csv"
     with open(index, newline="") as f:
