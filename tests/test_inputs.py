@@ -14,8 +14,6 @@ from data.synthetic import generate_release, plan_clips
 from data.synthetic.write import _raw_placement
 from utils.io import TEMP_SUFFIX
 
-SMALL = dict(subjects=3, per_subject=5, size=(32, 40), clip_len=(6, 10), seed=2)
-
 
 @pytest.fixture(autouse=True)
 def cache_in_tmp(tmp_path, monkeypatch):
@@ -24,9 +22,9 @@ def cache_in_tmp(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def release(tmp_path):
-    root = generate_release(tmp_path / "rel", **SMALL)
-    return load_release(root, get_protocol("5class"))
+def release(tiny_release, copy_release):
+    """The shared tiny release, loaded from a fresh copy: several tests touch or rewrite its frames."""
+    return load_release(copy_release(tiny_release), get_protocol("5class"))
 
 
 def test_default_cache_dir_follows_the_environment(cache_in_tmp, monkeypatch):

@@ -13,10 +13,9 @@ from data.inputs import InputArrays, build_inputs
 from data.motion import (FLIP_SIGNS, MOTIONS, compute_flow, flow_channels, flow_pixels,
                          motion_arrays, tvl1_available)
 from data.motion_maps import is_motion_map_folder, load_motion_maps
-from data.synthetic import generate_release, write_motion_map_folder
+from data.synthetic import write_motion_map_folder
 from utils.io import TEMP_SUFFIX
 
-SMALL = dict(subjects=3, per_subject=4, size=(32, 40), clip_len=(6, 10), seed=3)
 FIVE, THREE = get_protocol("5class"), get_protocol("3class")
 
 
@@ -26,14 +25,9 @@ def cache_in_tmp(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-@pytest.fixture(scope="module")
-def release_root(tmp_path_factory):
-    return generate_release(tmp_path_factory.mktemp("rel"), **SMALL)
-
-
 @pytest.fixture
-def inputs(release_root):
-    return build_inputs(load_release(release_root, FIVE), img_size=32, progress=False)
+def inputs(tiny_release):
+    return build_inputs(load_release(tiny_release, FIVE), img_size=32, progress=False)
 
 
 def _shifted_pair(size: int = 48, shift: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +110,8 @@ def test_flow_cache_dir_argument_and_bad_kind(inputs, tmp_path):
 # --------------------------------------------------------------------------- motion-map folders
 
 @pytest.fixture
-def folder(release_root, tmp_path):
-    return write_motion_map_folder(release_root, tmp_path / "maps", FIVE, img_size=32)
+def folder(tiny_release, tmp_path):
+    return write_motion_map_folder(tiny_release, tmp_path / "maps", FIVE, img_size=32)
 
 
 def _rewrite(folder: Path, edit) -> None:
@@ -134,9 +128,9 @@ def _rewrite(folder: Path, edit) -> None:
         writer.writerows(rows)
 
 
-def test_motion_map_folder_round_trip(release_root, folder):
-    release = load_release(release_root, FIVE)
-    assert is_motion_map_folder(folder) and not is_motion_map_folder(release_root)
+def test_motion_map_folder_round_trip(tiny_release, folder):
+    release = load_release(tiny_release, FIVE)
+    assert is_motion_map_folder(folder) and not is_motion_map_folder(tiny_release)
     data = load_motion_maps(folder, FIVE, img_size=32)
     n = len(release.samples)
     assert data.motion.shape == (n, 3, 32, 32) and data.motion.dtype == np.float32

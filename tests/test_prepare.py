@@ -1,7 +1,6 @@
 """prepare.py: exporting a release as a motion-map folder, and apex spotting."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,15 +29,16 @@ RELEASE = dict(subjects=4, per_subject=6, size=(40, 48), seed=3, clip_len=(8, 12
 
 
 @pytest.fixture(scope="module")
-def release_root(tmp_path_factory) -> Path:
-    from data.synthetic import generate_release
-    return generate_release(tmp_path_factory.mktemp("release"), **RELEASE)
+def release_root(synthetic_release) -> Path:
+    # Not the shared releases: an export of more than data.export.CHUNK samples (two chunks, for the
+    # killed-export test), and the 2019 sheet's sadness and fear rows, which an export leaves out.
+    return synthetic_release(**RELEASE)
 
 
 @pytest.fixture
-def release_copy(release_root, tmp_path) -> Path:
+def release_copy(release_root, copy_release) -> Path:
     """A copy to damage."""
-    return Path(shutil.copytree(release_root, tmp_path / "copy"))
+    return copy_release(release_root)
 
 
 def export(release_root: Path, out: Path, cache: Path, **kw) -> None:

@@ -22,7 +22,6 @@ from data import DataError, get_protocol, load_release
 from data.arrays import check_finite
 from data.inputs import build_inputs
 from data.motion import motion_arrays
-from data.synthetic import generate_release
 from engine import (DatasetTensors, TrainingError, TrainSettings, checkpoint_problem, make_optimizer, read_checkpoint,
                     read_weights, run_fold, untrainable)
 from helpers import FIVE_CLASS_DEFAULTS
@@ -33,9 +32,6 @@ from utils.io import write_json, write_yaml
 from utils.paths import file_stem, run_checkpoint_dir, write_problem
 from utils.run_state import (SAMPLES_FILE, check_samples, checkpoint_path, fingerprint_changes, fold_problem,
                              fold_result_path, read_fold_result, sample_fingerprint)
-
-SMALL = dict(subjects=3, per_subject=3, size=(32, 40), clip_len=(6, 8), seed=2,
-             emotions=("happiness", "surprise"))
 
 
 def hostile_keys(n: int, seed: int) -> list[str]:
@@ -196,8 +192,8 @@ def test_write_problem_names_the_file_in_the_way(tmp_path):
         assert "cannot create files in /sys" in write_problem(Path("/sys/amgcn"))
 
 
-def test_a_cache_entry_replaced_by_a_folder_is_worked_around(tmp_path):
-    release = load_release(generate_release(tmp_path / "rel", **SMALL), get_protocol("5class"))
+def test_a_cache_entry_replaced_by_a_folder_is_worked_around(tiny_release, tmp_path):
+    release = load_release(tiny_release, get_protocol("5class"))
     first = build_inputs(release, img_size=16, cache_dir=tmp_path / "cache", progress=False)
     entry = sorted((tmp_path / "cache").glob("*.npy"))[0]
     entry.unlink()
@@ -209,8 +205,8 @@ def test_a_cache_entry_replaced_by_a_folder_is_worked_around(tmp_path):
 
 # --------------------------------------------------------------------------- 10: cache checksums, frame sizes
 
-def test_a_damaged_cache_entry_is_rebuilt_with_a_warning(tmp_path):
-    release = load_release(generate_release(tmp_path / "rel", **SMALL), get_protocol("5class"))
+def test_a_damaged_cache_entry_is_rebuilt_with_a_warning(tiny_release, tmp_path):
+    release = load_release(tiny_release, get_protocol("5class"))
     first = build_inputs(release, img_size=16, cache_dir=tmp_path / "cache", progress=False)
     entry = sorted((tmp_path / "cache").glob("*.npy"))[1]
     data = bytearray(entry.read_bytes())
@@ -231,8 +227,8 @@ def test_a_damaged_cache_entry_is_rebuilt_with_a_warning(tmp_path):
     np.testing.assert_array_equal(flow, flow_again)
 
 
-def test_frames_of_different_sizes_in_one_clip_are_reported(tmp_path):
-    release = load_release(generate_release(tmp_path / "rel", **SMALL), get_protocol("5class"))
+def test_frames_of_different_sizes_in_one_clip_are_reported(tiny_release, copy_release, tmp_path):
+    release = load_release(copy_release(tiny_release), get_protocol("5class"))
     sample = next(s for s in release.samples if s.apex_path is not None)
     frame = cv2.imread(str(sample.apex_path))
     cv2.imwrite(str(sample.apex_path), cv2.resize(frame, (frame.shape[1] * 2, frame.shape[0])))
