@@ -16,7 +16,6 @@ from data.action_units import ActionUnit
 from data.arrays import release_arrays
 from data.protocols import get_protocol
 from data.release import load_release
-from data.synthetic import generate_release
 from engine import DatasetTensors, TrainSettings, evaluate, load_pretrained
 from helpers import FIVE_CLASS_DEFAULTS, loso_args
 from main import main as loso_main
@@ -32,14 +31,12 @@ CLASSES = list(get_protocol("5class").classes)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict:
-    """A release, a one-fold LOSO run with --final on it, and where its files are."""
+def trained(loso_release, tmp_path_factory) -> dict:
+    """The shared LOSO release, a one-fold LOSO run with --final on it, and where its files are."""
     tmp = tmp_path_factory.mktemp("predict")
-    release = generate_release(tmp / "release", subjects=3, per_subject=6, size=(40, 48), seed=3, clip_len=(8, 12),
-                     emotions=("happiness", "surprise", "disgust"))
-    assert loso_main("5class", FIVE_CLASS_DEFAULTS, loso_args(release, tmp, "run", "--folds", "1", "--final")) == 0
+    assert loso_main("5class", FIVE_CLASS_DEFAULTS, loso_args(loso_release, tmp, "run", "--folds", "1", "--final")) == 0
     run = tmp / "run"
-    return {"tmp": tmp, "release": release, "run": run, "model": run / MODEL_FILE, "cache": tmp / "cache",
+    return {"tmp": tmp, "release": loso_release, "run": run, "model": run / MODEL_FILE, "cache": tmp / "cache",
             "fold": checkpoint_path(run_checkpoint_dir(tmp / "ckpt", run), "sub01")}
 
 
@@ -84,7 +81,7 @@ def test_model_file_round_trip(trained):
     pre = record["preprocessing"]
     assert (pre["img_size"], pre["motion"], pre["protocol"], pre["dataset"], pre["layout"]) == \
         (32, "diff", "5class", "release", "cropped")
-    assert record["training"]["subjects"] == ["sub01", "sub02", "sub03"] and record["training"]["samples"] == 18
+    assert record["training"]["subjects"] == ["sub01", "sub02", "sub03", "sub04"] and record["training"]["samples"] == 24
     # the motion scale is each channel's standard deviation over every training sample
     release = load_release(trained["release"], get_protocol("5class"))
     arrays = release_arrays(release, motion="diff", img_size=32, cache_dir=trained["cache"], workers=0, strict=False,
