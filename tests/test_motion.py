@@ -5,8 +5,6 @@ import csv
 import json
 from pathlib import Path
 
-import pytest
-
 from data.protocols import get_protocol
 from data.synthetic import write_motion_map_folder
 from helpers import FIVE_CLASS_DEFAULTS, loso_args
