@@ -82,7 +82,7 @@ DEMO_SETTINGS = dict(epochs=12, img_size=64, embed_dim=128, vit_depth=1)
 # it was chosen (on training data and seeds, never on the LOSO test subjects).
 PRESETS: dict[str, dict] = {
     "flow28": dict(motion="flow", img_size=28, width=0.25, vit_depth=1, epochs=40, lr=0.001, optimizer="adamw",
-                   weight_decay=0.01, class_balance=True, dropout=0.3, center_maps=True, batch_size=32),
+                   weight_decay=0.01, class_balance=True, dropout=0.3, center_maps=True, batch_size=32, shift=2),
 }
 
 

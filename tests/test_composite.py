@@ -166,7 +166,9 @@ def test_preset_applies_unless_a_flag_is_given():
     parser = build_parser("3class", dict(batch_size=24, lr=0.0001, epochs=100))
     args = resolve_args(parser, ["--raf_path", "x", "--preset", "flow28", "--epochs", "7"])
     assert args.epochs == 7 and args.img_size == PRESETS["flow28"]["img_size"] and args.center_maps
-    assert args.width == PRESETS["flow28"]["width"] and args.class_balance
+    assert args.width == PRESETS["flow28"]["width"] and args.class_balance and args.shift == 2
+    # a flag typed at its parser default still wins over the preset
+    assert resolve_args(parser, ["--raf_path", "x", "--preset", "flow28", "--shift", "0"]).shift == 0
 
 
 def test_aus_flag_sets_the_graph_nodes(tmp_path, capsys):
