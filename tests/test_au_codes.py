@@ -15,6 +15,7 @@ from data.protocols import get_protocol
 from data.release import au_multi_hot, aus_outside
 from data.sheet import read_sheet
 from main import print_dataset
+from utils.face_regions import DEFAULT_AUS
 
 # Every distinct cell of the 'Action Units' column of SAMM_Micro_FACS_Codes_v2.xlsx (97),
 # as the sheet stores it (numbers for lone AUs), with its parse: (AU, side, intensity).
@@ -195,7 +196,7 @@ def test_motion_maps_warning_names_the_line_and_dry_run_counts_outside_aus(tmp_p
     assert data.aus[2] == {ActionUnit(1), ActionUnit(2), ActionUnit(7, "L"), ActionUnit(7, "R")}
     assert len(data.warnings) == 1
     assert "line 3" in data.warnings[0] and "'soft focus'" in data.warnings[0]
-    print_dataset(data, ["sub01", "sub02"])
+    print_dataset(data, ["sub01", "sub02"], DEFAULT_AUS)
     out = capsys.readouterr().out
     assert "AUs outside the graph's nodes (not used as labels): AU7 2, AU43 1\n" in out
     assert "warning: " in out and "'soft focus'" in out
