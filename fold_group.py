@@ -1,8 +1,9 @@
 """Several LOSO folds trained together, one vmapped optimiser step for all of them.
 
-Folds whose fitting sets hold the same number of samples see batches of the same shapes at
-every step (as many batches, the same last-batch size), so their models can be stacked
-(`torch.func.stack_module_state`) and stepped together:
+Folds whose epochs hold the same number of batches take their optimiser steps in lockstep, so
+their models can be stacked (`torch.func.stack_module_state`) and stepped together. Full batches
+have one shape for every fold; a last batch whose size differs between folds is run once per
+size over the folds that share it, and the one optimiser step follows:
 
     params, buffers: (F, ...) per tensor       one slice per fold, BN running statistics included
     motion (F, B, 3, S, S), face (F, B, 3, g, g) -> vmap(functional_call) -> logits (F, B, C)
@@ -31,20 +32,25 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from data.errors import DataError
-from engine import (DatasetTensors, FoldPlan, FoldResult, TrainSettings, TrainingError, autocast, batch_loss,
+from engine import (Batch, DatasetTensors, FoldPlan, FoldResult, TrainSettings, TrainingError, autocast, batch_loss,
                     epoch_record, evaluate, fold_optimizer, fold_seed, fold_subjects, no_best, plan_fold,
                     predict_held_out, seed_epoch, training_batches, validation_step)
 from models import ModelConfig
 from utils.io import atomic_torch_save, error_text
 
 
+def batches_per_epoch(samples: int, batch_size: int) -> int:
+    """How many batches engine.training_batches yields for `samples` (a last batch of one is left out)."""
+    return samples // batch_size + (samples % batch_size >= 2)
+
+
 def fold_groups(folds: list[str], data: DatasetTensors, settings: TrainSettings, seed: int,
                 max_group: int) -> list[list[str]]:
-    """`folds` split into groups of at most `max_group` folds with equally large fitting sets."""
+    """`folds` split into groups of at most `max_group` folds whose epochs hold as many batches."""
     by_size: dict[int, list[str]] = defaultdict(list)
     for subject in folds:
         fit, _ = fold_subjects(subject, data.subjects, settings.val_subjects, fold_seed(seed, subject))
-        by_size[len(data.indices(set(fit)))].append(subject)
+        by_size[batches_per_epoch(len(data.indices(set(fit))), settings.batch_size)].append(subject)
     groups = []
     for size in sorted(by_size):
         members = by_size[size]
@@ -71,9 +77,19 @@ class StackedModels:
 
         self._forward = vmap(forward, randomness="different")
 
-    def __call__(self, motion: torch.Tensor, face: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(F, B, C) logits and (F, B, K) AU logits (None without an AU head)."""
-        logits, au = self._forward(self.params, self.buffers, motion, face)
+    def __call__(self, motion: torch.Tensor, face: torch.Tensor, folds: list[int] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(F', B, C) logits and (F', B, K) AU logits (None without an AU head) of the folds
+        `folds` (default all, F' = F); motion (F', B, 3, S, S), face (F', B, 3, g, g)."""
+        if folds is None or len(folds) == len(next(iter(self.params.values()))):
+            logits, au = self._forward(self.params, self.buffers, motion, face)
+        else:
+            rows = torch.tensor(folds, device=motion.device)
+            buffers = {n: b[rows] for n, b in self.buffers.items()}   # copies: written back below
+            logits, au = self._forward({n: p[rows] for n, p in self.params.items()}, buffers, motion, face)
+            with torch.no_grad():
+                for name, value in buffers.items():
+                    self.buffers[name][rows] = value                     # the batch-norm statistics it updated
         return logits, (au if au.shape[-1] else None)
 
     def train(self, mode: bool = True) -> None:
@@ -102,42 +118,51 @@ def train_group_epoch(stack: StackedModels, plans: list[FoldPlan], data: Dataset
     stack.train()
     batches = [training_batches(data, p.train_idx, p.motion_scale, settings.batch_size, seed_epoch(p.seed, epoch),
                                 device, settings.shift, settings.mixup) for p in plans]
-    sums = torch.zeros(len(plans), 2, dtype=torch.float64, device=device)   # (F, [loss * n, correct])
-    seen = 0
-    for step in zip(*batches):                  # equal fitting-set sizes: equal batch shapes
-        motion = torch.stack([b.motion for b in step])             # (F, B, 3, S, S)
-        face = torch.stack([b.face for b in step])                 # (F, B, 3, g, g)
-        with autocast(device, settings.amp):
-            logits, au_logits = stack(motion, face)
+    sums = torch.zeros(len(plans), 3, dtype=torch.float64, device=device)   # (F, [loss * n, correct, n])
+    for step in zip(*batches):                  # as many batches per fold: steps in lockstep
         total = 0.0
-        for k, (plan, batch) in enumerate(zip(plans, step)):
-            outputs = {"logits": logits[k], "au_logits": au_logits[k] if au_logits is not None else None}
-            loss, parts = batch_loss(outputs, batch, data, cfg, plan.class_weights)
-            if not math.isfinite(parts["total"]):
-                raise TrainingError(f"fold {plan.subject}: the training loss became {parts['total']}; "
-                                    "try a lower --lr")
-            total = total + loss
-            sums[k, 0] += loss.detach().double() * len(batch.idx)
-            sums[k, 1] += (logits[k].detach().argmax(1) == data.labels[batch.idx]).sum()
+        for folds in _folds_by_batch_size(step):
+            motion = torch.stack([step[k].motion for k in folds])      # (F', B, 3, S, S)
+            face = torch.stack([step[k].face for k in folds])          # (F', B, 3, g, g)
+            with autocast(device, settings.amp):
+                logits, au_logits = stack(motion, face, folds)
+            for j, k in enumerate(folds):
+                plan, batch = plans[k], step[k]
+                outputs = {"logits": logits[j], "au_logits": au_logits[j] if au_logits is not None else None}
+                loss, parts = batch_loss(outputs, batch, data, cfg, plan.class_weights)
+                if not math.isfinite(parts["total"]):
+                    raise TrainingError(f"fold {plan.subject}: the training loss became {parts['total']}; "
+                                        "try a lower --lr")
+                total = total + loss
+                sums[k, 0] += loss.detach().double() * len(batch.idx)
+                sums[k, 1] += (logits[j].detach().argmax(1) == data.labels[batch.idx]).sum()
+                sums[k, 2] += len(batch.idx)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        seen += len(step[0].idx)
-    return [{"loss": float(s[0]) / max(seen, 1), "acc": float(s[1]) / max(seen, 1)} for s in sums.cpu()]
+    return [{"loss": float(s[0]) / max(float(s[2]), 1), "acc": float(s[1]) / max(float(s[2]), 1)} for s in sums.cpu()]
+
+
+def _folds_by_batch_size(step: tuple[Batch, ...]) -> list[list[int]]:
+    """Positions of the folds in `step`, grouped by the size of their batch (one vmapped call each)."""
+    by_size: dict[int, list[int]] = defaultdict(list)
+    for k, batch in enumerate(step):
+        by_size[len(batch.idx)].append(k)
+    return list(by_size.values())
 
 
 def run_fold_group(subjects: list[str], data: DatasetTensors, cfg: ModelConfig, settings: TrainSettings, seed: int,
                    device: torch.device, checkpoint_path: Path, args_record: dict,
                    on_epoch: Callable[[dict], None] = lambda record: None) -> list[FoldResult]:
-    """Train the folds holding out `subjects` (equally large fitting sets) together; test each.
+    """Train the folds holding out `subjects` (as many batches per epoch) together; test each.
 
     Resumes from `checkpoint_path` (the group's checkpoint) like engine.run_fold does.
     """
     started = time.time()
     plans, models = zip(*(plan_fold(s, data, cfg, settings, seed, device) for s in subjects))
     plans = list(plans)
-    if len({len(p.train_idx) for p in plans}) != 1:
-        raise ValueError("folds trained together need fitting sets of one size (see fold_groups)")
+    if len({batches_per_epoch(len(p.train_idx), settings.batch_size) for p in plans}) != 1:
+        raise ValueError("folds trained together need as many batches per epoch (see fold_groups)")
     stack = StackedModels(list(models))
     optimizer, scheduler = fold_optimizer(list(stack.params.values()), settings)
     start_epoch = 0

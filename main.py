@@ -158,7 +158,7 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
                         "bit-identical results need the same value")
     g.add_argument("--eval-batch-size", type=int, default=256)
     g.add_argument("--folds-together", type=int, default=1,
-                   help="train up to N folds whose training sets are equally large in one vmapped step "
+                   help="train up to N folds whose epochs hold as many batches in one vmapped step "
                         "(same results within float tolerance; fills a GPU, saves overhead on CPUs)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays on GPUs, not on CPUs)")
 

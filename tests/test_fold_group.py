@@ -31,14 +31,20 @@ def tensors(cfg: ModelConfig, sizes: dict[str, int], seed: int = 0) -> DatasetTe
                                       au_known=rng.random(n) < 0.7)
 
 
-@pytest.mark.parametrize("arch, val_subjects, shift, mixup", [("amgcn", 0, 0, 0.0), ("mmnet", 1, 0, 0.0),
-                                                           ("amgcn", 0, 2, 0.4)])
-def test_folds_together_equal_folds_alone(tmp_path, arch, val_subjects, shift, mixup):
+EQUAL = {f"s{i}": 6 for i in range(4)}
+# holding out s0, s1, s2 leaves 19, 18, 17 samples: 3 batches of 6 each (19's last batch of one is
+# left out), but s2's last batch holds 5, so the last step runs two vmapped calls
+UNEQUAL = {"s0": 5, "s1": 6, "s2": 7, "s3": 6}
+
+
+@pytest.mark.parametrize("arch, val_subjects, shift, mixup, sizes", [
+    ("amgcn", 0, 0, 0.0, EQUAL), ("mmnet", 1, 0, 0.0, EQUAL), ("amgcn", 0, 2, 0.4, EQUAL), ("amgcn", 0, 0, 0.0, UNEQUAL)])
+def test_folds_together_equal_folds_alone(tmp_path, arch, val_subjects, shift, mixup, sizes):
     cfg = ModelConfig(num_classes=3, img_size=16, width=0.0625, vit_depth=1, arch=arch)
-    data = tensors(cfg, {f"s{i}": 6 for i in range(4)})
+    data = tensors(cfg, sizes)
     settings = TrainSettings(epochs=2, batch_size=6, lr=1e-3, weight_decay=1e-4, optimizer="adamw",
                              class_balance=True, val_subjects=val_subjects, shift=shift, mixup=mixup)
-    folds = ["s0", "s2", "s3"]
+    folds = ["s0", "s1", "s2"] if sizes is UNEQUAL else ["s0", "s2", "s3"]
     alone = [run_fold(s, data, cfg, settings, 7, CPU, tmp_path / f"{s}.pt", {}) for s in folds]
     together = run_fold_group(folds, data, cfg, settings, 7, CPU, tmp_path / "group.pt", {})
     for a, t in zip(alone, together):
@@ -48,13 +54,16 @@ def test_folds_together_equal_folds_alone(tmp_path, arch, val_subjects, shift, m
     assert len({tuple(map(tuple, t.probs)) for t in together}) == len(folds)
 
 
-def test_groups_hold_folds_with_equally_large_training_sets():
+def test_groups_hold_folds_whose_epochs_hold_as_many_batches():
     cfg = ModelConfig(num_classes=3, img_size=16)
-    data = tensors(cfg, {"a": 2, "b": 3, "c": 2, "d": 2, "e": 3})
     settings = TrainSettings(epochs=1, batch_size=4, lr=1e-3, weight_decay=0.0, optimizer="adam")
-    groups = fold_groups(["a", "b", "c", "d", "e"], data, settings, 0, max_group=2)
-    # holding out a 3-sample subject leaves 9 samples, a 2-sample one 10
-    assert groups == [["b", "e"], ["a", "c"], ["d"]]
+    data = tensors(cfg, {"a": 2, "b": 3, "c": 2, "d": 2, "e": 3})
+    # holding out a 3-sample subject leaves 9 samples: 2 batches (the last one of one is left out);
+    # a 2-sample one leaves 10: 3 batches
+    assert fold_groups(["a", "b", "c", "d", "e"], data, settings, 0, max_group=2) == [["b", "e"], ["a", "c"], ["d"]]
+    data = tensors(cfg, {"a": 2, "b": 3, "c": 4, "d": 2, "e": 3})
+    # 12, 11, 10, 12, 11 samples: 3 batches each, one group although the sets differ in size
+    assert fold_groups(["a", "b", "c", "d", "e"], data, settings, 0, max_group=8) == [["a", "b", "c", "d", "e"]]
 
 
 def test_a_killed_group_resumes_exactly(tmp_path):
@@ -87,3 +96,15 @@ def test_command_line_folds_together(tmp_path):
         probs[name] = np.array([[float(x) for x in r[-3:]] for r in rows if r[0] != "dataset"])
     assert probs["alone"].shape == (18, 3)
     assert np.allclose(probs["alone"], probs["together"], atol=5e-3)
+
+
+@pytest.mark.parametrize("samples, batch_size", [(9, 4), (10, 4), (12, 4), (13, 6), (5, 8), (1, 4)])
+def test_batches_per_epoch_counts_what_training_batches_yields(samples, batch_size):
+    from engine import training_batches
+    from fold_group import batches_per_epoch
+
+    cfg = ModelConfig(num_classes=3, img_size=16)
+    data = tensors(cfg, {"a": samples})
+    yielded = training_batches(data, torch.arange(samples), torch.ones(1, 3, 1, 1), batch_size,
+                               torch.Generator().manual_seed(0), CPU)
+    assert sum(1 for _ in yielded) == batches_per_epoch(samples, batch_size)
