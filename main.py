@@ -512,6 +512,19 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
+def holds_run(folder: Path) -> bool:
+    """Whether `folder` holds a run; a --seeds parent whose first seed never started its folder
+    (refused before training) does not, so the same command can simply be run again."""
+    saved = folder / "args.yaml"
+    if not saved.exists():
+        return False
+    try:
+        record = read_yaml(saved)
+    except (OSError, ValueError, yaml.YAMLError):
+        return True
+    return not (isinstance(record, dict) and record.get("seeds") and not any(folder.glob("seed*/args.yaml")))
+
+
 def run_seeds(args: argparse.Namespace, info: DistInfo) -> int:
     """One full LOSO per seed in <output>/seed<N>/ (each a complete run folder), then the
     aggregate of their summaries in <output>/summary.json; a killed run resumes seed by seed."""
@@ -519,7 +532,7 @@ def run_seeds(args: argparse.Namespace, info: DistInfo) -> int:
     if args.dry_run:
         return run(args, info)
     if info.is_main:
-        if args.resume is None and (parent / "args.yaml").exists():
+        if args.resume is None and holds_run(parent):
             raise UsageError(f"--output {parent} already holds a run; continue it with --resume {parent} "
                              "or choose another --output")
         parent.mkdir(parents=True, exist_ok=True)

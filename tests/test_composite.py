@@ -137,6 +137,20 @@ def test_composite_run_reports_each_part_and_seeds_aggregate(tmp_path):
         np.mean([per_seed[s]["parts"]["smic"]["uar"] for s in (0, 1)]))
 
 
+def test_seeds_run_refused_before_its_first_seed_can_be_run_again(tmp_path, capsys):
+    root = write_folder(tmp_path / "maps", composite_rows())
+    common = ("--img-size", "16", "--seeds", "0,1", "--batch_size", "8", "--epochs", "1")
+    assert main("3class", FIVE_CLASS_DEFAULTS, loso_args(root, tmp_path, "run", *common, "--folds", "nobody")) == 2
+    assert "nobody" in capsys.readouterr().err
+    # nothing was trained, so the corrected command needs no --resume
+    argv = loso_args(root, tmp_path, "run", *common, "--folds", "samm/006")
+    assert main("3class", FIVE_CLASS_DEFAULTS, argv) == 0
+    assert (tmp_path / "run" / "summary.json").exists()
+    # a parent whose seeds have started is a run: the same command is refused
+    assert main("3class", FIVE_CLASS_DEFAULTS, argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
 def test_one_seed_says_so():
     summary = {"uf1": 0.5, "uar": 0.5, "accuracy": 0.5, "n": 10}
     agg = aggregate_seeds({3: summary})
