@@ -105,9 +105,20 @@ def path_value(text: str) -> Path:
 
 
 def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
+    """The entry scripts' one parser; `defaults` are the protocol's batch size, lr and epochs."""
     p = CommandLineParser(description=f"AM-GCN, leave-one-subject-out on CASME II ({protocol} protocol).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g = p.add_argument_group("data")
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_data_flags(p.add_argument_group("data"), protocol)
+    add_training_flags(p.add_argument_group("training"), defaults)
+    add_model_flags(p.add_argument_group("model"))
+    add_output_flags(p.add_argument_group("output"))
+    for action in p._actions:  # every path flag refuses an empty value
+        if action.type is Path:
+            action.type = path_value
+    return p
+
+
+def add_data_flags(g: argparse._ArgumentGroup, protocol: str) -> None:
     g.add_argument("--raf_path", "--raf-path", type=Path, help="CASME II release folder (sheet + frame folders)")
     g.add_argument("--sheet", type=Path, help="annotation sheet, when it is not inside --raf_path")
     g.add_argument("--layout", choices=LAYOUTS, help="frame folder layout (detected when omitted)")
@@ -131,7 +142,8 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
                         + " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
                                    for k, v in PRESETS["flow28"].items()))
 
-    g = p.add_argument_group("training")
+
+def add_training_flags(g: argparse._ArgumentGroup, defaults: dict) -> None:
     g.add_argument("--batch_size", "--batch-size", type=int, default=defaults["batch_size"])
     g.add_argument("--lr", type=float, default=defaults["lr"])
     g.add_argument("--epochs", type=int, default=defaults["epochs"], help="fixed schedule; the last epoch is tested")
@@ -162,7 +174,8 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
                         "(same results within float tolerance; fills a GPU, saves overhead on CPUs)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays on GPUs, not on CPUs)")
 
-    g = p.add_argument_group("model")
+
+def add_model_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--model", choices=ARCHS, default="amgcn",
                    help="mmnet = position + motion only; linear = one linear layer on the motion map (the floor)")
     g.add_argument("--no-pos", action="store_true", help="drop the position (ViT) branch")
@@ -181,7 +194,8 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
     g.add_argument("--vit-depth", type=int, default=2, help="ViT blocks in the position branch")
     g.add_argument("--vit-heads", type=int, default=4, help="attention heads per ViT block")
 
-    g = p.add_argument_group("output")
+
+def add_output_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--output", type=Path, help="run folder (default runs/<protocol>-<model>-<time>)")
     g.add_argument("--checkpoint-dir", type=Path, default=PROJECT_ROOT / "checkpoints",
                    help="fold checkpoints go to <checkpoint-dir>/<run name>/")
@@ -191,10 +205,6 @@ def build_parser(protocol: str, defaults: dict) -> argparse.ArgumentParser:
     g.add_argument("--final", action="store_true",
                    help=f"after the LOSO, train one model on every subject and write <output>/{MODEL_FILE}")
     g.add_argument("--final-only", action="store_true", help=f"only train and write <output>/{MODEL_FILE} (no LOSO)")
-    for action in p._actions:  # every path flag refuses an empty value
-        if action.type is Path:
-            action.type = path_value
-    return p
 
 
 def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
