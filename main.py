@@ -32,7 +32,7 @@ from data.source import DatasetSource
 from engine import (DatasetTensors, TrainingError, TrainSettings, load_pretrained, read_checkpoint, run_fold,
                     train_final, untrainable)
 from fold_group import fold_groups, run_fold_group
-from models import ARCHS, MIN_IMG_SIZE, ModelConfig, build_model
+from models import ARCHS, MIN_IMG_SIZE, READOUTS, ModelConfig, build_model
 from utils.distributed import DistInfo, assign_folds, barrier, init_distributed, shutdown, threads_per_process
 from utils.face_regions import AU_REGIONS, DEFAULT_AUS
 from utils.io import append_jsonl, atomic_torch_save, error_text, read_json, read_yaml, write_json, write_yaml
@@ -186,6 +186,9 @@ def add_model_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--aus", type=au_list,
                    help="the AU graph's nodes, e.g. 1,2,4,7,12 (default: "
                         + ",".join(map(str, DEFAULT_AUS)) + ", the most frequent AUs of CASME II)")
+    g.add_argument("--readout", choices=READOUTS, default="mean",
+                   help="what the AU graph gives the classifier: the mean of its node states, or every node's "
+                        "state side by side (nodes: which AU region moved)")
     g.add_argument("--width", type=float, default=1.0,
                    help="scales the motion branch's channels (128, 128, 256, 512 at 1.0)")
     g.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier and in the graph")
@@ -352,7 +355,7 @@ def model_config(args: argparse.Namespace, num_classes: int, arrays: ModelArrays
                        use_gcn=not args.no_gcn, use_aa=not args.no_aa, use_sa=not args.no_sa,
                        au_loss_weight=au_loss_weight, width=args.width, dropout=args.dropout,
                        embed_dim=args.embed_dim, vit_depth=args.vit_depth, vit_heads=args.vit_heads,
-                       aus=graph_aus(args))
+                       aus=graph_aus(args), readout=args.readout)
 
 
 def train_settings(args: argparse.Namespace, device: torch.device) -> TrainSettings:

@@ -22,10 +22,11 @@ def variant_configs(base: ModelConfig) -> dict[str, ModelConfig]:
 
 def _table(title: str, rows: dict[str, dict[str, int]], scale: float, fmt: str, extra: dict[str, str] | None = None) -> str:
     cols = [*BRANCHES, "total"]
-    head = f"{'model':<8}" + "".join(f"{c:>10}" for c in cols) + (f"{'vs mmnet':>10}" if extra else "")
+    name_width = max(8, *(len(name) + 1 for name in rows))
+    head = f"{'model':<{name_width}}" + "".join(f"{c:>10}" for c in cols) + (f"{'vs mmnet':>10}" if extra else "")
     lines = [title, head, "-" * len(head)]
     for name, vals in rows.items():
-        line = f"{name:<8}" + "".join(f"{format(vals[c] / scale, fmt):>10}" if vals[c] else f"{'-':>10}" for c in cols)
+        line = f"{name:<{name_width}}" + "".join(f"{format(vals[c] / scale, fmt):>10}" if vals[c] else f"{'-':>10}" for c in cols)
         lines.append(line + (f"{extra[name]:>10}" if extra else ""))
     return "\n".join(lines)
 

@@ -11,7 +11,7 @@
                               |                  v                       SA: CBAM x depth
                               |     au_logits (B,K) (aux. BCE)                 |
                               v                                           global avg pool
-                        mean of nodes (B,256) ------------- concat -------- (B,512)
+                 mean of nodes (B,256) or all nodes (B,K*256) -- concat -- (B,512)
                                                               |
                                                   linear -> logits (B,C)
 
@@ -51,7 +51,7 @@ class Head(nn.Module):
     def forward(self, fmap: Tensor, readout: Tensor | None) -> Tensor:
         x = fmap.mean((2, 3))                             # (B, 512)
         if readout is not None:
-            x = torch.cat([x, readout], 1)  # (B, 512 + hidden)
+            x = torch.cat([x, readout], 1)                # (B, 512 + graph read-out)
         return self.fc(self.drop(x))                      # (B, num_classes)
 
 
@@ -64,11 +64,11 @@ class AMGCN(nn.Module):
         ch = self.motion.out_channels
         self.position = (PositionBranch(grid, cfg.embed_dim, cfg.vit_depth, cfg.vit_heads, ch)
                          if cfg.pos_on else None)
-        self.graph = (AUGraph(cfg.aus, grid, ch, cfg.gcn_hidden, cfg.learn_adj, cfg.dropout)
+        self.graph = (AUGraph(cfg.aus, grid, ch, cfg.gcn_hidden, cfg.learn_adj, cfg.dropout, cfg.readout)
                       if cfg.graph_on else None)
         self.aa = AUAttention(cfg.aus, grid, cfg.gcn_hidden) if cfg.aa_on else None
         self.sa = StackedAttention(ch, cfg.sa_depth) if cfg.sa_on else None
-        self.head = Head(ch + (cfg.gcn_hidden if self.graph is not None else 0), cfg.num_classes, cfg.dropout)
+        self.head = Head(ch + (self.graph.out_dim if self.graph is not None else 0), cfg.num_classes, cfg.dropout)
 
     def set_adjacency(self, adj: Tensor) -> None:
         """Install the fold's AU adjacency (K, K); a no-op for models without the graph."""

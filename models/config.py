@@ -16,7 +16,9 @@ VARIANTS: dict[str, dict] = {
     "no-gcn": {"use_gcn": False},
     "no-aa": {"use_aa": False},
     "no-sa": {"use_sa": False},
+    "node-readout": {"readout": "nodes"},
 }
+READOUTS: tuple[str, ...] = ("mean", "nodes")
 MIN_IMG_SIZE = 16   # the smallest input any architecture accepts (the command line may ask more)
 
 
@@ -36,6 +38,9 @@ class ModelConfig:
     (`embed_dim`: the motion width at 224 px and above, a quarter of it below, which keeps the
     position branch a small share of the cost) and the graph width (`gcn_hidden`: half
     the motion width). `width` scales the motion branch's channels.
+
+    `readout` is what the graph hands the classifier: the mean of its node states, or every
+    node's state side by side (`nodes`), so the classifier knows which AU region moved.
     """
 
     num_classes: int = 5
@@ -57,10 +62,13 @@ class ModelConfig:
     learn_adj: bool = True
     au_loss_weight: float = 0.5
     dropout: float = 0.0
+    readout: str = "mean"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"unknown readout {self.readout!r}; choose one of {', '.join(READOUTS)}")
         if self.img_size < MIN_IMG_SIZE:
             raise ValueError(f"img_size must be at least {MIN_IMG_SIZE}, got {self.img_size}")
         if self.num_classes < 2:

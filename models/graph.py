@@ -24,7 +24,8 @@ prevents the over-smoothing that binary adjacencies cause in ML-GCN.
 GCN. Two layers, H1 = ReLU(A' X W1), H2 = ReLU(A' H1 W2), with A' = A + Delta where
 Delta is a zero-initialised learnable (K, K) correction (`learn_adj`), so training
 starts from the data-driven graph and may adjust it. A is a buffer, identity until
-`set_adjacency` is called. Read-out: mean of the node states. The auxiliary AU head is
+`set_adjacency` is called. Read-out: the mean of the node states, or (`readout='nodes'`)
+the K node states concatenated in AU order, (B, K * hidden). The auxiliary AU head is
 a separate linear scorer per node: au_logit_k = <h_k, w_k> + b_k.
 """
 from __future__ import annotations
@@ -81,7 +82,7 @@ class AUGraph(nn.Module):
     """Region pooling -> 2-layer GCN -> node states, read-out and per-AU logits."""
 
     def __init__(self, aus: Sequence[int], grid: int, in_channels: int = 512, hidden: int = 256,
-                 learn_adj: bool = True, dropout: float = 0.0) -> None:
+                 learn_adj: bool = True, dropout: float = 0.0, readout: str = "mean") -> None:
         super().__init__()
         self.aus = tuple(aus)
         k = len(self.aus)
@@ -94,7 +95,8 @@ class AUGraph(nn.Module):
         self.au_weight = nn.Parameter(torch.empty(k, hidden))
         self.au_bias = nn.Parameter(torch.zeros(k))
         nn.init.normal_(self.au_weight, std=hidden ** -0.5)
-        self.out_dim = hidden
+        self.readout = readout
+        self.out_dim = hidden * (k if readout == "nodes" else 1)
 
     def set_adjacency(self, adj: Tensor) -> None:
         k = len(self.aus)
@@ -121,4 +123,5 @@ class AUGraph(nn.Module):
         h = torch.relu(torch.einsum("ij,bjd->bid", adj, self.gc1(self.drop(nodes))))  # (B, K, hidden)
         h = torch.relu(torch.einsum("ij,bjd->bid", adj, self.gc2(self.drop(h))))      # (B, K, hidden)
         au_logits = torch.einsum("bkd,kd->bk", h, self.au_weight) + self.au_bias      # (B, K)
-        return h, h.mean(1), au_logits
+        readout = h.flatten(1) if self.readout == "nodes" else h.mean(1)          # (B, K * hidden) or (B, hidden)
+        return h, readout, au_logits

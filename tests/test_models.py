@@ -186,7 +186,10 @@ def test_parameter_counts() -> None:
     full = count_params(build_model(base))["total"]
     counts = {n: count_params(build_model(replace(base, **kw)))["total"] for n, kw in VARIANTS.items() if kw}
     for name, n in counts.items():
-        assert n < full, name
+        if name != "node-readout":  # the ablations remove parts
+            assert n < full, name
+    # every node's state reaches the classifier: K - 1 more read-out blocks of gcn_hidden inputs per class
+    assert counts["node-readout"] - full == (len(base.aus) - 1) * base.gcn_hidden * base.num_classes
     assert counts["mmnet"] < full
     assert 8e6 < counts["mmnet"] < 14e6  # reference MMNet: about 10M
 
@@ -200,7 +203,27 @@ def test_flops_budget() -> None:
     assert mmnet["graph"] == mmnet["aa"] == mmnet["sa"] == 0 and amgcn["graph"] > 0
 
 
+def test_node_readout_keeps_which_region_each_state_came_from() -> None:
+    from models.graph import AUGraph
+
+    torch.manual_seed(0)
+    mean_graph = AUGraph((1, 4, 12), grid=7, in_channels=8, hidden=4)
+    node_graph = AUGraph((1, 4, 12), grid=7, in_channels=8, hidden=4, readout="nodes")
+    node_graph.load_state_dict(mean_graph.state_dict())
+    feat = torch.randn(2, 8, 7, 7)
+    states, mean_readout, _ = mean_graph(feat)
+    _, node_readout, _ = node_graph(feat)
+    assert node_graph.out_dim == 3 * 4 and node_readout.shape == (2, 12)
+    assert torch.equal(node_readout, states.flatten(1))           # AU 1's state, then AU 4's, then AU 12's
+    assert torch.allclose(mean_readout, node_readout.view(2, 3, 4).mean(1))
+    # the mean cannot tell which region moved; the side-by-side states can
+    swapped = states[:, [1, 0, 2]]
+    assert torch.allclose(swapped.mean(1), mean_readout) and not torch.allclose(swapped.flatten(1), node_readout)
+
+
 def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        ModelConfig(readout="max")
     with pytest.raises(ValueError):
         ModelConfig(arch="resnet")
     with pytest.raises(ValueError):
