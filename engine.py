@@ -327,14 +327,20 @@ class Batch:
     lam: float = 1.0
 
 
+def batches_per_epoch(samples: int, batch_size: int) -> int:
+    """How many batches training_batches yields for `samples`: a last batch of one is left out
+    (batch norm cannot train on it)."""
+    return samples // batch_size + (samples % batch_size >= 2)
+
+
 def training_batches(data: DatasetTensors, train_idx: torch.Tensor, motion_scale: torch.Tensor, batch_size: int,
                      generator: torch.Generator, device: torch.device, shift: int = 0, mixup: float = 0.0
                      ) -> Iterator[Batch]:
     """One epoch's batches in a random order, each sample mirrored with p=0.5, then moved by up
     to `shift` pixels and mixed with a partner (`mixup` > 0) when asked.
 
-    Indexes the device tensors, so no sample passes through Python. A batch of one sample
-    is left out (batch norm cannot train on it). The options draw from `generator` only when
+    Indexes the device tensors, so no sample passes through Python; batches_per_epoch says
+    how many batches there are. The options draw from `generator` only when
     on, so runs without them keep their random stream.
     """
     order = torch.randperm(len(train_idx), generator=generator).to(device)
@@ -342,10 +348,8 @@ def training_batches(data: DatasetTensors, train_idx: torch.Tensor, motion_scale
     mix_weights = (np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
                    .beta(mixup, mixup, size=math.ceil(len(train_idx) / batch_size)) if mixup > 0 else None)
     perm = train_idx[order]
-    for start in range(0, len(perm), batch_size):
+    for start in range(0, batches_per_epoch(len(perm), batch_size) * batch_size, batch_size):
         idx = perm[start:start + batch_size]
-        if len(idx) < 2:
-            continue
         flip = flips[start:start + len(idx)]
         motion = _random_flip(data.motion[idx], flip, data.flip_signs) / motion_scale  # (B, 3, S, S)
         face = _random_flip(data.face[idx], flip)                      # (B, 3, g, g)

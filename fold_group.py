@@ -32,16 +32,11 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from data.errors import DataError
-from engine import (Batch, DatasetTensors, FoldPlan, FoldResult, TrainSettings, TrainingError, autocast, batch_loss,
+from engine import (Batch, DatasetTensors, batches_per_epoch, FoldPlan, FoldResult, TrainSettings, TrainingError, autocast, batch_loss,
                     epoch_record, evaluate, fold_optimizer, fold_seed, fold_subjects, no_best, plan_fold,
                     predict_held_out, seed_epoch, training_batches, validation_step)
 from models import ModelConfig
 from utils.io import atomic_torch_save, error_text
-
-
-def batches_per_epoch(samples: int, batch_size: int) -> int:
-    """How many batches engine.training_batches yields for `samples` (a last batch of one is left out)."""
-    return samples // batch_size + (samples % batch_size >= 2)
 
 
 def fold_groups(folds: list[str], data: DatasetTensors, settings: TrainSettings, seed: int,

@@ -101,7 +101,7 @@ def test_command_line_folds_together(tmp_path):
 @pytest.mark.parametrize("samples, batch_size", [(9, 4), (10, 4), (12, 4), (13, 6), (5, 8), (1, 4)])
 def test_batches_per_epoch_counts_what_training_batches_yields(samples, batch_size):
     from engine import training_batches
-    from fold_group import batches_per_epoch
+    from engine import batches_per_epoch
 
     cfg = ModelConfig(num_classes=3, img_size=16)
     data = tensors(cfg, {"a": samples})
