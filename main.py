@@ -189,6 +189,9 @@ def add_model_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--readout", choices=READOUTS, default="mean",
                    help="what the AU graph gives the classifier: the mean of its node states, or every node's "
                         "state side by side (nodes: which AU region moved)")
+    g.add_argument("--linear-path", action="store_true",
+                   help="add a linear read-out of the whole motion map to the logits (the linear floor as a path "
+                        "inside AM-GCN or MMNet)")
     g.add_argument("--width", type=float, default=1.0,
                    help="scales the motion branch's channels (128, 128, 256, 512 at 1.0)")
     g.add_argument("--dropout", type=float, default=0.0, help="dropout before the classifier and in the graph")
@@ -355,7 +358,7 @@ def model_config(args: argparse.Namespace, num_classes: int, arrays: ModelArrays
                        use_gcn=not args.no_gcn, use_aa=not args.no_aa, use_sa=not args.no_sa,
                        au_loss_weight=au_loss_weight, width=args.width, dropout=args.dropout,
                        embed_dim=args.embed_dim, vit_depth=args.vit_depth, vit_heads=args.vit_heads,
-                       aus=graph_aus(args), readout=args.readout)
+                       aus=graph_aus(args), readout=args.readout, linear_path=args.linear_path)
 
 
 def train_settings(args: argparse.Namespace, device: torch.device) -> TrainSettings:

@@ -13,7 +13,7 @@
                               v                                           global avg pool
                  mean of nodes (B,256) or all nodes (B,K*256) -- concat -- (B,512)
                                                               |
-                                                  linear -> logits (B,C)
+                                                  linear -> logits (B,C)  (+ linear on motion: --linear-path)
 
 h = w = the motion map's grid (14 at 224 px, 7 at 112 and 28 px, 12 at 48 px; see
 models.motion); the position branch encodes the face on that same grid. The graph
@@ -41,18 +41,25 @@ BRANCHES: tuple[str, ...] = ("position", "motion", "graph", "aa", "sa", "head")
 
 
 class Head(nn.Module):
-    """Global average pooling of the fused map, concatenated with the graph read-out."""
+    """Global average pooling of the fused map, concatenated with the graph read-out; with
+    `motion_features` > 0 a linear read-out of the whole motion map is added to the logits
+    (the linear floor as a path inside the model: it keeps where on the face the motion is,
+    which pooling discards)."""
 
-    def __init__(self, in_features: int, num_classes: int, dropout: float) -> None:
+    def __init__(self, in_features: int, num_classes: int, dropout: float, motion_features: int = 0) -> None:
         super().__init__()
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(in_features, num_classes)
+        self.linear_path = nn.Linear(motion_features, num_classes) if motion_features else None
 
-    def forward(self, fmap: Tensor, readout: Tensor | None) -> Tensor:
+    def forward(self, fmap: Tensor, readout: Tensor | None, motion: Tensor) -> Tensor:
         x = fmap.mean((2, 3))                             # (B, 512)
         if readout is not None:
             x = torch.cat([x, readout], 1)                # (B, 512 + graph read-out)
-        return self.fc(self.drop(x))                      # (B, num_classes)
+        logits = self.fc(self.drop(x))                    # (B, num_classes)
+        if self.linear_path is not None:
+            logits = logits + self.linear_path(motion.flatten(1))   # motion (B, 3 * S * S)
+        return logits
 
 
 class AMGCN(nn.Module):
@@ -68,7 +75,8 @@ class AMGCN(nn.Module):
                       if cfg.graph_on else None)
         self.aa = AUAttention(cfg.aus, grid, cfg.gcn_hidden) if cfg.aa_on else None
         self.sa = StackedAttention(ch, cfg.sa_depth) if cfg.sa_on else None
-        self.head = Head(ch + (self.graph.out_dim if self.graph is not None else 0), cfg.num_classes, cfg.dropout)
+        self.head = Head(ch + (self.graph.out_dim if self.graph is not None else 0), cfg.num_classes, cfg.dropout,
+                         cfg.motion_features if cfg.linear_path else 0)
 
     def set_adjacency(self, adj: Tensor) -> None:
         """Install the fold's AU adjacency (K, K); a no-op for models without the graph."""
@@ -87,7 +95,7 @@ class AMGCN(nn.Module):
                 fused = self.aa(fused, nodes)                 # (B, 512, h, w)
         if self.sa is not None:
             fused = self.sa(fused)                            # (B, 512, h, w)
-        return {"logits": self.head(fused, readout), "au_logits": au_logits}
+        return {"logits": self.head(fused, readout, motion), "au_logits": au_logits}
 
 
 class LinearProbe(nn.Module):
@@ -96,7 +104,7 @@ class LinearProbe(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.head = nn.Linear(3 * cfg.img_size * cfg.img_size, cfg.num_classes)
+        self.head = nn.Linear(cfg.motion_features, cfg.num_classes)
 
     def set_adjacency(self, adj: Tensor) -> None:
         """No graph: nothing to install."""

@@ -17,6 +17,7 @@ VARIANTS: dict[str, dict] = {
     "no-aa": {"use_aa": False},
     "no-sa": {"use_sa": False},
     "node-readout": {"readout": "nodes"},
+    "linear-path": {"linear_path": True},
 }
 READOUTS: tuple[str, ...] = ("mean", "nodes")
 MIN_IMG_SIZE = 16   # the smallest input any architecture accepts (the command line may ask more)
@@ -41,6 +42,8 @@ class ModelConfig:
 
     `readout` is what the graph hands the classifier: the mean of its node states, or every
     node's state side by side (`nodes`), so the classifier knows which AU region moved.
+    `linear_path` adds a linear read-out of the flattened motion map to the logits of AM-GCN or
+    MMNet (the floor's whole input as a path beside the pooled features).
     """
 
     num_classes: int = 5
@@ -63,6 +66,7 @@ class ModelConfig:
     au_loss_weight: float = 0.5
     dropout: float = 0.0
     readout: str = "mean"
+    linear_path: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -88,6 +92,11 @@ class ModelConfig:
     def motion_channels(self) -> int:
         """Width of the motion branch's last map (512 at width 1)."""
         return scaled(STAGE_CHANNELS[-1], self.width)
+
+    @property
+    def motion_features(self) -> int:
+        """Size of the flattened motion map (3 * S * S), the linear floor's input."""
+        return 3 * self.img_size * self.img_size
 
     @property
     def grid(self) -> int:

@@ -204,3 +204,14 @@ def test_aus_flag_reaches_the_model(tmp_path):
     arrays = type("Arrays", (), {"face": None, "aus": [None]})()
     assert model_config(args, 3, arrays).aus == (1, 7, 12)
     assert model_config(build_parser("3class", FIVE_CLASS_DEFAULTS).parse_args([]), 3, arrays).aus == ModelConfig().aus
+
+
+def test_head_flags_reach_the_model():
+    from main import build_parser, model_config
+
+    arrays = type("Arrays", (), {"face": None, "aus": [None]})()
+    parse = build_parser("3class", FIVE_CLASS_DEFAULTS).parse_args
+    plain = model_config(parse([]), 3, arrays)
+    assert not plain.linear_path and plain.readout == "mean"
+    flagged = model_config(parse(["--linear-path", "--readout", "nodes"]), 3, arrays)
+    assert flagged.linear_path and flagged.readout == "nodes"

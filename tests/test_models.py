@@ -186,10 +186,12 @@ def test_parameter_counts() -> None:
     full = count_params(build_model(base))["total"]
     counts = {n: count_params(build_model(replace(base, **kw)))["total"] for n, kw in VARIANTS.items() if kw}
     for name, n in counts.items():
-        if name != "node-readout":  # the ablations remove parts
+        if name not in ("node-readout", "linear-path"):  # the ablations remove parts
             assert n < full, name
     # every node's state reaches the classifier: K - 1 more read-out blocks of gcn_hidden inputs per class
     assert counts["node-readout"] - full == (len(base.aus) - 1) * base.gcn_hidden * base.num_classes
+    # the linear path is one weight per motion-map value and class, plus one bias per class
+    assert counts["linear-path"] - full == (3 * 224 * 224 + 1) * base.num_classes
     assert counts["mmnet"] < full
     assert 8e6 < counts["mmnet"] < 14e6  # reference MMNet: about 10M
 
@@ -219,6 +221,25 @@ def test_node_readout_keeps_which_region_each_state_came_from() -> None:
     # the mean cannot tell which region moved; the side-by-side states can
     swapped = states[:, [1, 0, 2]]
     assert torch.allclose(swapped.mean(1), mean_readout) and not torch.allclose(swapped.flatten(1), node_readout)
+
+
+@pytest.mark.parametrize("arch", ["amgcn", "mmnet"])
+def test_linear_path_adds_the_floor_to_the_logits(arch: str) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, num_classes=3, img_size=28, width=0.25, vit_depth=1, linear_path=True)
+    model = build_model(cfg).eval()
+    floor = build_model(replace(cfg, arch="linear")).eval()
+    floor.head.load_state_dict(model.head.linear_path.state_dict())
+    motion, face = inputs(4, 28)
+    with torch.no_grad():
+        full = model(motion, face)["logits"]
+        model.head.linear_path.weight.zero_()
+        model.head.linear_path.bias.zero_()
+        pooled_only = model(motion, face)["logits"]
+        expected = floor(motion, face)["logits"]
+    # the model's logits are the pooled features' logits plus exactly the linear floor's logits
+    assert torch.allclose(full - pooled_only, expected, atol=1e-5)
+    assert not torch.allclose(full, pooled_only)
 
 
 def test_config_validation() -> None:
