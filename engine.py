@@ -119,6 +119,7 @@ class FoldResult:
     seconds: float
     selected_epoch: int          # the epoch whose weights made `preds`
     oracle_preds: list[list[int]] = field(default_factory=list)  # per epoch; only with --report-oracle
+    val_uf1: float | None = None  # the validation subjects' UF1 at the last epoch; only with --val-subjects
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -528,8 +529,8 @@ def plan_fold(subject: str, data: DatasetTensors, cfg: ModelConfig, settings: Tr
 
 
 def no_best() -> dict:
-    """The best-epoch record before any validation."""
-    return {"score": -math.inf, "epoch": 0, "state": None}
+    """The best-epoch record before any validation (`last`: the latest epoch's validation UF1)."""
+    return {"score": -math.inf, "epoch": 0, "state": None, "last": None}
 
 
 @dataclass
@@ -571,13 +572,14 @@ def validation_step(model: torch.nn.Module, keep: torch.nn.Module, data: Dataset
                     device: torch.device) -> tuple[float, dict]:
     """(validation UF1 of `model` after `epoch` (0-based), the best-epoch record).
 
-    The record takes a copy of `keep`'s weights (the uncompiled module of `model`) when this epoch beats it.
+    The record takes a copy of `keep`'s weights (the uncompiled module of `model`) when this epoch beats it,
+    and this epoch's UF1 as `last`.
     """
     val_probs = evaluate(model, data, plan.val_idx, plan.motion_scale, settings, device)
     uf1 = pooled_metrics(data.labels[plan.val_idx].cpu(), val_probs.argmax(1), cfg.num_classes)["uf1"]
     if uf1 > best["score"]:
         best = {"score": uf1, "epoch": epoch + 1, "state": {k: v.detach().clone() for k, v in keep.state_dict().items()}}
-    return uf1, best
+    return uf1, {**best, "last": uf1}
 
 
 def fold_epoch(step_model: torch.nn.Module, state: FoldState, plan: FoldPlan, data: DatasetTensors,
@@ -615,7 +617,8 @@ def predict_held_out(model: torch.nn.Module, plan: FoldPlan, best: dict, oracle_
     return FoldResult(subject=plan.subject, indices=plan.test_idx.tolist(), preds=probs.argmax(1).tolist(),
                       probs=[[round(p, 6) for p in row] for row in probs.tolist()], epochs=settings.epochs,
                       train_samples=len(plan.train_idx), seconds=round(time.time() - started, 2),
-                      selected_epoch=selected_epoch, oracle_preds=oracle_preds)
+                      selected_epoch=selected_epoch, oracle_preds=oracle_preds,
+                      val_uf1=round(best["last"], 4) if best.get("last") is not None else None)
 
 
 

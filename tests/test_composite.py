@@ -118,11 +118,17 @@ def test_linear_floor_is_one_layer_on_the_motion_map():
 def test_composite_run_reports_each_part_and_seeds_aggregate(tmp_path):
     root = write_folder(tmp_path / "maps", composite_rows())
     argv = loso_args(root, tmp_path, "run", "--img-size", "16", "--seeds", "0,1",
-                     "--folds", "samm/006,smic/06,smic/s07", "--batch_size", "8")
+                     "--folds", "samm/006,smic/06,smic/s07", "--batch_size", "8", "--val-subjects", "1")
     assert main("3class", FIVE_CLASS_DEFAULTS, argv) == 0
     run = tmp_path / "run"
     per_seed = {s: json.loads((run / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)}
-    for summary in per_seed.values():
+    for seed, summary in per_seed.items():
+        # the recipe-selection figure: each fold's validation UF1 at the last epoch, averaged over folds
+        last = {}
+        for line in (run / f"seed{seed}" / "log.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            last[record["fold"]] = record["val_uf1"]
+        assert len(last) == 3 and summary["validation"]["uf1"] == pytest.approx(np.mean(list(last.values())), abs=1e-4)
         assert set(summary["parts"]) == {"samm", "smic"}
         assert summary["parts"]["samm"]["n"] == 6 and summary["parts"]["smic"]["n"] == 12
         with open(run / "seed0" / "predictions.csv") as fh:
@@ -135,6 +141,8 @@ def test_composite_run_reports_each_part_and_seeds_aggregate(tmp_path):
     assert agg["uf1"]["sd"] == pytest.approx(np.std(uf1, ddof=1))
     assert agg["parts"]["smic"]["uar"]["mean"] == pytest.approx(
         np.mean([per_seed[s]["parts"]["smic"]["uar"] for s in (0, 1)]))
+    assert agg["validation"]["uf1"]["mean"] == pytest.approx(
+        np.mean([per_seed[s]["validation"]["uf1"] for s in (0, 1)]))
 
 
 def test_seeds_run_refused_before_its_first_seed_can_be_run_again(tmp_path, capsys):

@@ -49,6 +49,9 @@ def test_folds_together_equal_folds_alone(tmp_path, arch, val_subjects, shift, m
     together = run_fold_group(folds, data, cfg, settings, 7, CPU, tmp_path / "group.pt", {})
     for a, t in zip(alone, together):
         assert (a.subject, a.indices, a.selected_epoch) == (t.subject, t.indices, t.selected_epoch)
+        assert (a.val_uf1 is None) == (t.val_uf1 is None) == (val_subjects == 0)
+        if val_subjects:
+            assert a.val_uf1 == pytest.approx(t.val_uf1, abs=1e-6)
         assert np.allclose(a.probs, t.probs, atol=5e-3), a.subject
     # training changed each fold's model differently: the folds did not share weights
     assert len({tuple(map(tuple, t.probs)) for t in together}) == len(folds)

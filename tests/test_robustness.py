@@ -119,9 +119,11 @@ GOOD_FOLD = {"subject": "sub01", "indices": [0, 1], "preds": [0, 2], "probs": [[
     ({"indices": [0, 2]}, "other samples"), ({"subject": "sub02"}, "holds fold"), ({"epochs": 2}, "epochs"),
     ({"selected_epoch": 0}, "selected_epoch"), ({"seconds": -1}, "seconds"), ({"train_samples": "5"}, "train_samples"),
     ({"oracle_preds": [[0]]}, "oracle_preds"), ({"oracle_preds": 3}, "oracle_preds"),
+    ({"val_uf1": 1.5}, "val_uf1"), ({"val_uf1": "0.5"}, "val_uf1"),
 ])
 def test_damaged_fold_results_say_what_is_wrong(change, message):
     assert fold_problem(GOOD_FOLD, "sub01", [0, 1], 3, 3) is None
+    assert fold_problem({**GOOD_FOLD, "val_uf1": 0.25}, "sub01", [0, 1], 3, 3) is None
     assert message in fold_problem({**GOOD_FOLD, **change}, "sub01", [0, 1], 3, 3)
     assert "missing key(s) probs" in fold_problem({k: v for k, v in GOOD_FOLD.items() if k != "probs"},
                                                   "sub01", [0, 1], 3, 3)

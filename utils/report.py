@@ -33,6 +33,19 @@ def oracle_metrics(folds: Sequence[dict], labels: Sequence[int], num_classes: in
     return {**pooled_metrics(truth, chosen, num_classes), "note": OPTIMISTIC_NOTE}
 
 
+VALIDATION_NOTE = ("mean over folds of the validation subjects' UF1 at the last epoch: "
+                   "compare recipes by this, never by the test figures")
+VALIDATION_LABEL = "validation: last epoch, mean over folds; choose recipes by this"
+
+
+def validation_summary(folds: Sequence[dict]) -> dict | None:
+    """The recipe-selection figure of a --val-subjects run (None without validation subjects)."""
+    scores = [f.get("val_uf1") for f in folds]
+    if not scores or any(s is None for s in scores):
+        return None
+    return {"uf1": float(np.mean(scores)), "folds": len(scores), "note": VALIDATION_NOTE}
+
+
 def part_metrics(idx: Sequence[int], truth: Sequence[int], preds: Sequence[int], datasets: Sequence[str],
                  num_classes: int) -> dict[str, dict]:
     """Pooled metrics of each dataset part (MEGC2019 composite convention): its subjects' predictions only."""
@@ -59,6 +72,9 @@ def write_results(run_dir: Path, folds: Sequence[dict], labels: Sequence[int], s
         summary["parts"] = part_metrics(idx, truth, preds, datasets, num_classes)
     if folds and all(f.get("oracle_preds") for f in folds):
         summary["oracle_optimistic"] = oracle_metrics(folds, labels, num_classes)
+    validation = validation_summary(folds)
+    if validation is not None:
+        summary["validation"] = validation
 
     rows = []
     for f in folds:
@@ -96,6 +112,8 @@ def format_table(summary: dict, fold_rows: Sequence[Sequence]) -> str:
                  f"{summary['uar']:>8.3f}   ({summary.get('selection', 'last epoch')})")
     for name, m in summary.get("parts", {}).items():
         lines.append(f"{name:<10}{m['n']:>5}{m['accuracy']:>8.3f}{m['uf1']:>8.3f}{m['uar']:>8.3f}   (its subjects only)")
+    if "validation" in summary:
+        lines.append(f"{'validation':<23}{summary['validation']['uf1']:>8.3f}   ({VALIDATION_LABEL})")
     if "oracle_optimistic" in summary:
         o = summary["oracle_optimistic"]
         lines.append(f"{'oracle*':<10}{o['n']:>5}{o['accuracy']:>8.3f}{o['uf1']:>8.3f}{o['uar']:>8.3f}")
@@ -122,6 +140,10 @@ def aggregate_seeds(summaries: dict[int, dict]) -> dict:
     if parts:
         out["parts"] = {p: {m: _spread([summaries[s]["parts"][p][m] for s in seeds]) for m in SEED_METRICS}
                         for p in parts}
+    if all("validation" in summaries[s] for s in seeds):
+        out["validation"] = {"uf1": _spread([summaries[s]["validation"]["uf1"] for s in seeds]),
+                             "per_seed": {str(s): summaries[s]["validation"]["uf1"] for s in seeds},
+                             "note": VALIDATION_NOTE}
     if len(seeds) == 1:
         out["note"] = "rests on one seed: no spread"
     for key in ("protocol", "model", "classes", "selection", "model_config"):
@@ -144,6 +166,9 @@ def format_seed_table(agg: dict) -> str:
     lines.append(line("mean+-sd", agg))
     for part, figures in agg.get("parts", {}).items():
         lines.append(line(part, figures))
+    if "validation" in agg:
+        v = agg["validation"]["uf1"]
+        lines.append(f"{'validation':<31}{v['mean']:.3f}+-{v['sd']:.3f}   ({VALIDATION_LABEL})")
     if "note" in agg:
         lines.append(f"({agg['note']})")
     return "\n".join(lines)

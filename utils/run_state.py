@@ -153,6 +153,9 @@ def fold_problem(result: Any, subject: str, indices: list[int], num_classes: int
         return f"'train_samples' {result['train_samples']!r} is not a count"
     if not (_is_number(result["seconds"]) and result["seconds"] >= 0):
         return f"'seconds' {result['seconds']!r} is not a duration"
+    val_uf1 = result.get("val_uf1")
+    if val_uf1 is not None and not (_is_number(val_uf1) and 0 <= val_uf1 <= 1):
+        return f"'val_uf1' {val_uf1!r} is not a UF1 between 0 and 1"
     oracle = result.get("oracle_preds", [])
     if not isinstance(oracle, list):
         return "'oracle_preds' is not a list"
