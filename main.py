@@ -29,16 +29,18 @@ from data.motion_maps import is_motion_map_folder, load_motion_maps
 from data.protocols import PROTOCOLS, Protocol, get_protocol
 from data.release import aus_outside, load_release
 from data.source import DatasetSource
-from engine import (DatasetTensors, TrainingError, TrainSettings, load_pretrained, read_checkpoint, run_fold,
-                    train_final, untrainable)
+from engine import (FINAL_FOLD, DatasetTensors, TrainingError, TrainSettings, load_pretrained, read_checkpoint,
+                    run_fold, train_final, untrainable)
 from fold_group import fold_groups, run_fold_group
 from models import ARCHS, MIN_IMG_SIZE, READOUTS, ModelConfig, build_model
 from utils.distributed import DistInfo, assign_folds, barrier, init_distributed, shutdown, threads_per_process
 from utils.face_regions import AU_REGIONS, DEFAULT_AUS
-from utils.io import append_jsonl, atomic_torch_save, error_text, read_json, read_yaml, write_json, write_yaml
+from utils.io import (append_jsonl, atomic_torch_save, error_text, read_json, read_jsonl, read_yaml, write_json,
+                      write_yaml)
 from utils.model_file import MODEL_FILE, model_record
 from utils.paths import blocking_file, run_checkpoint_dir, write_problem
-from utils.report import aggregate_seeds, format_seed_table, format_table, write_results
+from utils.plots import save_training_curves
+from utils.report import aggregate_seeds, epoch_curves, format_seed_table, format_table, write_results
 from utils.run_state import (SAMPLES_FILE, check_samples, checkpoint_path, fold_result_path, read_fold_result,
                              sample_fingerprint)
 
@@ -652,6 +654,10 @@ def report(folds: list[str], data: DatasetTensors, cfg: ModelConfig, protocol: P
              "model_config": asdict(cfg), "skipped": list(skipped)}
     summary, fold_rows = write_results(run_dir, fold_results, data.labels.tolist(), data.subjects, data.names,
                                        protocol.classes, extra, data.datasets)
+    log = run_dir / "log.jsonl"
+    curves = epoch_curves(read_jsonl(log), skip_fold=FINAL_FOLD) if log.is_file() else {}
+    if "train_loss" in curves:
+        save_training_curves(curves, run_dir / "training_curves.png", title=f"mean over {len(folds)} folds")
     print(format_table(summary, fold_rows))
     print(f"results in {run_dir}")
 

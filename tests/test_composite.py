@@ -129,6 +129,7 @@ def test_composite_run_reports_each_part_and_seeds_aggregate(tmp_path):
             record = json.loads(line)
             last[record["fold"]] = record["val_uf1"]
         assert len(last) == 3 and summary["validation"]["uf1"] == pytest.approx(np.mean(list(last.values())), abs=1e-4)
+        assert (run / f"seed{seed}" / "training_curves.png").read_bytes().startswith(b"\x89PNG")
         assert set(summary["parts"]) == {"samm", "smic"}
         assert summary["parts"]["samm"]["n"] == 6 and summary["parts"]["smic"]["n"] == 12
         with open(run / "seed0" / "predictions.csv") as fh:

@@ -86,6 +86,19 @@ def append_jsonl(path: Path, record: dict) -> None:
         os.close(fd)
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a file written by append_jsonl; a line cut short by a full disk is passed over."""
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)

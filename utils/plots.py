@@ -1,4 +1,5 @@
-"""The confusion-matrix picture of a run: counts and row-normalised side by side."""
+"""The pictures of a run: the confusion matrix (counts and row-normalised side by side) and the
+training curves (loss; training accuracy and validation UF1, averaged over folds)."""
 from __future__ import annotations
 
 import io
@@ -12,6 +13,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from utils.io import atomic_write_bytes  # noqa: E402
+
+
+def write_png(fig: plt.Figure, path: Path) -> None:
+    """Lay out, render and write `fig` in one atomic step, then free it."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def save_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> None:
@@ -33,8 +43,24 @@ def save_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: Path
                 ax.text(j, i, value, ha="center", va="center", color="white" if dark else "black")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    write_png(fig, path)
+
+
+def save_training_curves(curves: dict[str, list[float]], path: Path, title: str = "") -> None:
+    """Two panels over epochs: training loss; training accuracy and, when logged, validation UF1."""
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
+    epochs = curves["epoch"]
+    loss_ax.plot(epochs, curves["train_loss"], color="tab:red")
+    loss_ax.set_title("training loss")
+    score_ax.plot(epochs, curves["train_acc"], color="tab:blue", label="training accuracy")
+    if "val_uf1" in curves:
+        score_ax.plot(epochs, curves["val_uf1"], color="tab:green", label="validation UF1")
+    score_ax.set_ylim(0, 1)
+    score_ax.set_title("scores")
+    score_ax.legend(loc="lower right")
+    for ax in (loss_ax, score_ax):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    write_png(fig, path)

@@ -46,6 +46,27 @@ def validation_summary(folds: Sequence[dict]) -> dict | None:
     return {"uf1": float(np.mean(scores)), "folds": len(scores), "note": VALIDATION_NOTE}
 
 
+CURVE_KEYS = ("train_loss", "train_acc", "val_uf1")
+
+
+def epoch_curves(records: Sequence[dict], skip_fold: str) -> dict[str, list[float]]:
+    """Per epoch, the mean over folds of each of CURVE_KEYS that every fold logged (from log.jsonl).
+
+    A resumed fold logs some epochs twice: its last record of an epoch counts. Records of
+    `skip_fold` (the final model's epochs) are not LOSO folds and are left out.
+    """
+    latest: dict[tuple[str, int], dict] = {}
+    for r in records:
+        if r.get("fold") != skip_fold and isinstance(r.get("epoch"), int) and "train_loss" in r:
+            latest[(str(r["fold"]), r["epoch"])] = r
+    epochs = sorted({epoch for _, epoch in latest})
+    curves: dict[str, list[float]] = {"epoch": [float(e) for e in epochs]}
+    for key in CURVE_KEYS:
+        if latest and all(r.get(key) is not None for r in latest.values()):
+            curves[key] = [float(np.mean([r[key] for (_, e), r in latest.items() if e == epoch])) for epoch in epochs]
+    return curves
+
+
 def part_metrics(idx: Sequence[int], truth: Sequence[int], preds: Sequence[int], datasets: Sequence[str],
                  num_classes: int) -> dict[str, dict]:
     """Pooled metrics of each dataset part (MEGC2019 composite convention): its subjects' predictions only."""
