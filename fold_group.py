@@ -32,9 +32,9 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from data.errors import DataError
-from engine import (Batch, DatasetTensors, batches_per_epoch, FoldPlan, FoldResult, TrainSettings, TrainingError, autocast, batch_loss,
-                    epoch_record, evaluate, fold_optimizer, fold_seed, fold_subjects, no_best, plan_fold,
-                    predict_held_out, seed_epoch, training_batches, validation_step)
+from engine import (Batch, DatasetTensors, FoldPlan, FoldResult, TrainSettings, TrainingError, autocast, batch_loss,
+                    batches_per_epoch, epoch_record, evaluate, fold_optimizer, fold_seed, fold_subjects, no_best,
+                    plan_fold, predict_held_out, seed_epoch, training_batches, validation_step)
 from models import ModelConfig
 from utils.io import atomic_torch_save, error_text
 

@@ -59,11 +59,13 @@ def epoch_curves(records: Sequence[dict], skip_fold: str) -> dict[str, list[floa
     for r in records:
         if r.get("fold") != skip_fold and isinstance(r.get("epoch"), int) and "train_loss" in r:
             latest[(str(r["fold"]), r["epoch"])] = r
-    epochs = sorted({epoch for _, epoch in latest})
-    curves: dict[str, list[float]] = {"epoch": [float(e) for e in epochs]}
+    by_epoch: dict[int, list[dict]] = {}
+    for (_, epoch), r in sorted(latest.items(), key=lambda item: item[0][1]):
+        by_epoch.setdefault(epoch, []).append(r)
+    curves: dict[str, list[float]] = {"epoch": [float(e) for e in by_epoch]}
     for key in CURVE_KEYS:
         if latest and all(r.get(key) is not None for r in latest.values()):
-            curves[key] = [float(np.mean([r[key] for (_, e), r in latest.items() if e == epoch])) for epoch in epochs]
+            curves[key] = [float(np.mean([r[key] for r in rs])) for rs in by_epoch.values()]
     return curves
 
 
