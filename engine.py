@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from data.errors import DataError
-from models import ModelConfig, build_model, compute_loss, cooccurrence_adjacency
+from models import ClassTerms, ModelConfig, build_model, compute_loss, cooccurrence_adjacency
 from utils.io import atomic_torch_save, error_text
 from utils.metrics import pooled_metrics
 from utils.run_state import keys_problem
@@ -102,6 +102,7 @@ class TrainSettings:
     checkpoint_interval: float = 60.0  # seconds between fold checkpoints (the last epoch is always saved)
     pretrained: Path | None = None
     class_balance: bool = False  # weight the cross-entropy by inverse class frequency of the fold's training set
+    logit_adjust: float = 0.0  # tau: tau * log(class prior of the fold's training set) added to the logits in the loss
     amp: bool = False  # bf16 autocast; only pays on GPUs with bf16 units
     compile: bool = False
     shift: int = 0  # each training motion map moved by up to this many pixels (face alignment jitter)
@@ -165,6 +166,19 @@ def balanced_class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tens
     """(C,) weights n / (C * n_c) of a training set's labels (scikit-learn's 'balanced'); 0 for an absent class."""
     counts = torch.bincount(labels, minlength=num_classes).float()
     return torch.where(counts > 0, len(labels) / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+
+
+def class_terms(labels: torch.Tensor, num_classes: int, settings: TrainSettings) -> ClassTerms:
+    """The cross-entropy's class weights and logit offsets of a fold's training labels (each None when off).
+
+    The prior of a class absent from the training set counts it once, keeping the offsets finite.
+    """
+    weights = balanced_class_weights(labels, num_classes) if settings.class_balance else None
+    offsets = None
+    if settings.logit_adjust:
+        counts = torch.bincount(labels, minlength=num_classes).float().clamp(min=1)
+        offsets = settings.logit_adjust * torch.log(counts / counts.sum())
+    return ClassTerms(weights, offsets)
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -366,15 +380,15 @@ def training_batches(data: DatasetTensors, train_idx: torch.Tensor, motion_scale
 
 
 def batch_loss(outputs: dict, batch: Batch, data: DatasetTensors, cfg: ModelConfig,
-               class_weights: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+               classes: ClassTerms | None) -> tuple[torch.Tensor, dict[str, float]]:
     """compute_loss of `outputs` on `batch`'s targets (mixed like its inputs under mixup)."""
     outputs = {k: (v.float() if v is not None else None) for k, v in outputs.items()}
-    loss, parts = compute_loss(outputs, data.labels[batch.idx], data.au[batch.idx], cfg, class_weights,
+    loss, parts = compute_loss(outputs, data.labels[batch.idx], data.au[batch.idx], cfg, classes,
                                data.au_known[batch.idx])
     if batch.partner is None:
         return loss, parts
     other, other_parts = compute_loss(outputs, data.labels[batch.partner], data.au[batch.partner], cfg,
-                                      class_weights, data.au_known[batch.partner])
+                                      classes, data.au_known[batch.partner])
     mixed = {k: batch.lam * parts[k] + (1 - batch.lam) * other_parts[k] for k in parts}
     return batch.lam * loss + (1 - batch.lam) * other, mixed
 
@@ -382,7 +396,7 @@ def batch_loss(outputs: dict, batch: Batch, data: DatasetTensors, cfg: ModelConf
 def train_one_epoch(model: torch.nn.Module, data: DatasetTensors, train_idx: torch.Tensor,
                     motion_scale: torch.Tensor, optimizer: torch.optim.Optimizer, cfg: ModelConfig,
                     settings: TrainSettings, generator: torch.Generator, device: torch.device,
-                    class_weights: torch.Tensor | None = None) -> dict:
+                    classes: ClassTerms | None = None) -> dict:
     """One pass over the training samples in a random order; returns mean loss and accuracy."""
     model.train()
     # Running sums stay on the device: reading them every step would make the host wait for
@@ -395,7 +409,7 @@ def train_one_epoch(model: torch.nn.Module, data: DatasetTensors, train_idx: tor
         idx, labels = batch.idx, data.labels[batch.idx]
         with autocast(device, settings.amp):
             outputs = model(batch.motion, batch.face)
-        loss, parts = batch_loss(outputs, batch, data, cfg, class_weights)
+        loss, parts = batch_loss(outputs, batch, data, cfg, classes)
         if not math.isfinite(parts["total"]):  # compute_loss has read the value already: no extra wait
             raise TrainingError(f"the training loss became {parts['total']}; try a lower --lr")
         optimizer.zero_grad(set_to_none=True)
@@ -422,13 +436,13 @@ def evaluate(model: torch.nn.Module, data: DatasetTensors, idx: torch.Tensor, mo
 
 
 def fold_statistics(data: DatasetTensors, train_idx: torch.Tensor, cfg: ModelConfig, settings: TrainSettings
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(adjacency (K, K), motion_scale (1, 3, 1, 1), class weights (C,) or None) from the training samples only."""
+                    ) -> tuple[torch.Tensor, torch.Tensor, ClassTerms]:
+    """(adjacency (K, K), motion_scale (1, 3, 1, 1), the loss's class terms) from the training samples only."""
     coded_idx = train_idx[data.au_known[train_idx]]
     adjacency = cooccurrence_adjacency(data.au[coded_idx].cpu(), cfg.adj_threshold, cfg.adj_reweight)
-    class_weights = balanced_class_weights(data.labels[train_idx], cfg.num_classes) if settings.class_balance else None
+    classes = class_terms(data.labels[train_idx], cfg.num_classes, settings)
     motion_scale = data.motion[train_idx].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)  # (1, 3, 1, 1)
-    return adjacency, motion_scale, class_weights
+    return adjacency, motion_scale, classes
 
 
 def fresh_model(cfg: ModelConfig, settings: TrainSettings, adjacency: torch.Tensor, seed: int,
@@ -485,14 +499,14 @@ def train_final(data: DatasetTensors, cfg: ModelConfig, settings: TrainSettings,
     if settings.batch_size < 2 or len(train_idx) < 2:
         raise TrainingError("the final model needs --batch_size of at least 2 and at least 2 samples")
     seed = fold_seed(seed, FINAL_FOLD)
-    adjacency, motion_scale, class_weights = fold_statistics(data, train_idx, cfg, settings)
+    adjacency, motion_scale, classes = fold_statistics(data, train_idx, cfg, settings)
     model = fresh_model(cfg, settings, adjacency, seed, device)
     optimizer, scheduler = fold_optimizer(model.parameters(), settings)
     step_model = torch.compile(model) if settings.compile else model
     for epoch in range(settings.epochs):
         t0 = time.time()
         stats = train_one_epoch(step_model, data, train_idx, motion_scale, optimizer, cfg, settings,
-                                seed_epoch(seed, epoch), device, class_weights)
+                                seed_epoch(seed, epoch), device, classes)
         scheduler.step()
         on_epoch({**epoch_record(FINAL_FOLD, epoch, stats, optimizer), "seconds": round(time.time() - t0, 3)})
     return TrainedModel(model=model, adjacency=adjacency, motion_scale=motion_scale, train_samples=len(train_idx),
@@ -510,7 +524,7 @@ class FoldPlan:
     val_idx: torch.Tensor               # (n_val,) rows of the validation subjects (empty without --val-subjects)
     test_idx: torch.Tensor              # (n_test,) rows of the held-out subject
     motion_scale: torch.Tensor          # (1, 3, 1, 1)
-    class_weights: torch.Tensor | None  # (C,)
+    classes: ClassTerms
 
 
 def plan_fold(subject: str, data: DatasetTensors, cfg: ModelConfig, settings: TrainSettings, seed: int,
@@ -522,9 +536,9 @@ def plan_fold(subject: str, data: DatasetTensors, cfg: ModelConfig, settings: Tr
     seed = fold_seed(seed, subject)
     fit_subjects, val_subjects = fold_subjects(subject, data.subjects, settings.val_subjects, seed)
     train_idx = data.indices(set(fit_subjects))
-    adjacency, motion_scale, class_weights = fold_statistics(data, train_idx, cfg, settings)
+    adjacency, motion_scale, classes = fold_statistics(data, train_idx, cfg, settings)
     plan = FoldPlan(subject, seed, train_idx, data.indices(set(val_subjects)), data.indices({subject}),
-                    motion_scale, class_weights)
+                    motion_scale, classes)
     return plan, fresh_model(cfg, settings, adjacency, seed, device)
 
 
@@ -587,7 +601,7 @@ def fold_epoch(step_model: torch.nn.Module, state: FoldState, plan: FoldPlan, da
     """Train epoch `state.epoch`, validate it (and test it, with --report-oracle); its log record."""
     t0, epoch = time.time(), state.epoch
     stats = train_one_epoch(step_model, data, plan.train_idx, plan.motion_scale, state.optimizer, cfg, settings,
-                            seed_epoch(plan.seed, epoch), device, plan.class_weights)
+                            seed_epoch(plan.seed, epoch), device, plan.classes)
     state.scheduler.step()
     record = epoch_record(plan.subject, epoch, stats, state.optimizer)
     if len(plan.val_idx):

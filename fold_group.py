@@ -124,7 +124,7 @@ def train_group_epoch(stack: StackedModels, plans: list[FoldPlan], data: Dataset
             for j, k in enumerate(folds):
                 plan, batch = plans[k], step[k]
                 outputs = {"logits": logits[j], "au_logits": au_logits[j] if au_logits is not None else None}
-                loss, parts = batch_loss(outputs, batch, data, cfg, plan.class_weights)
+                loss, parts = batch_loss(outputs, batch, data, cfg, plan.classes)
                 if not math.isfinite(parts["total"]):
                     raise TrainingError(f"fold {plan.subject}: the training loss became {parts['total']}; "
                                         "try a lower --lr")

@@ -67,7 +67,7 @@ NUMBER_RANGES = {
     "vit_depth": ("--vit-depth", 1, 64),
     "vit_heads": ("--vit-heads", 1, 256),
     "lr": ("--lr", 1e-12, 10.0),
-    "weight_decay": ("--weight-decay", 0.0, 1.0),
+    "weight_decay": ("--weight-decay", 0.0, 100.0),     # adamw shrinks by lr * wd per step: wd > 1 is meaningful
     "au_loss_weight": ("--au-loss-weight", 0.0, 1000.0),
     "checkpoint_interval": ("--checkpoint-interval", 0.0, 1e7),
     "folds_together": ("--folds-together", 1, 1000),
@@ -75,6 +75,8 @@ NUMBER_RANGES = {
     "dropout": ("--dropout", 0.0, 0.99),
     "shift": ("--shift", 0, 64),
     "mixup": ("--mixup", 0.0, 100.0),
+    "logit_adjust": ("--logit-adjust", 0.0, 10.0),
+    "label_smoothing": ("--label-smoothing", 0.0, 0.99),
 }
 # --demo: a small synthetic release and a short schedule that ends in minutes on 2 CPU cores.
 DEMO_RELEASE = dict(subjects=8, per_subject=12, size=(72, 84), seed=0)
@@ -151,8 +153,13 @@ def add_training_flags(g: argparse._ArgumentGroup, defaults: dict) -> None:
     g.add_argument("--epochs", type=int, default=defaults["epochs"], help="fixed schedule; the last epoch is tested")
     g.add_argument("--weight-decay", type=float, default=defaults.get("weight_decay", 1e-4))
     g.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=defaults.get("optimizer", "adam"))
-    g.add_argument("--class-balance", action="store_true",
+    g.add_argument("--class-balance", action=argparse.BooleanOptionalAction, default=False,
                    help="weight the loss by inverse class frequency of each fold's training set")
+    g.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
+                   help="add TAU * log(class prior of each fold's training set) to the logits in the loss "
+                        "only: rare classes keep a wider training margin (1: the usual value; 0: off)")
+    g.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+                   help="train the emotion head towards (1 - EPS) on the label and EPS spread over all classes")
     g.add_argument("--shift", type=int, default=0,
                    help="move each training motion map by up to N pixels (face alignment jitter)")
     g.add_argument("--mixup", type=float, default=0.0,
@@ -358,7 +365,8 @@ def model_config(args: argparse.Namespace, num_classes: int, arrays: ModelArrays
         au_loss_weight = 0.0
     return ModelConfig(num_classes=num_classes, img_size=args.img_size, arch=args.model, use_pos=use_pos,
                        use_gcn=not args.no_gcn, use_aa=not args.no_aa, use_sa=not args.no_sa,
-                       au_loss_weight=au_loss_weight, width=args.width, dropout=args.dropout,
+                       au_loss_weight=au_loss_weight, label_smoothing=args.label_smoothing,
+                       width=args.width, dropout=args.dropout,
                        embed_dim=args.embed_dim, vit_depth=args.vit_depth, vit_heads=args.vit_heads,
                        aus=graph_aus(args), readout=args.readout, linear_path=args.linear_path)
 
@@ -370,6 +378,7 @@ def train_settings(args: argparse.Namespace, device: torch.device) -> TrainSetti
                          eval_batch_size=args.eval_batch_size, val_subjects=args.val_subjects,
                          report_oracle=args.report_oracle, checkpoint_interval=args.checkpoint_interval,
                          pretrained=args.pretrained, class_balance=args.class_balance,
+                         logit_adjust=args.logit_adjust,
                          amp=device.type == "cuda", compile=args.compile, shift=args.shift, mixup=args.mixup)
 
 
@@ -709,7 +718,8 @@ def saved_value_problem(action: argparse.Action, value: object) -> str | None:
     """Why `value`, read from args.yaml, cannot be the value of the flag `action`, or None."""
     if value is None:
         return None if action.default is None else "must not be empty"
-    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
+                           argparse.BooleanOptionalAction)):
         kind, fits = "true or false", isinstance(value, bool)
     elif action.type in (int, float):
         kind = "an integer" if action.type is int else "a number"

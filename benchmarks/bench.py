@@ -226,14 +226,14 @@ def gemm_peak(device: torch.device, sizes: list[int], repeats: int) -> dict:
 def training_step(run: RunInputs, memory_format: torch.memory_format) -> Callable[[], object]:
     """One optimiser step of the first fold's model: train_one_epoch on one batch of its samples."""
     subject, train_idx = first_fold(run)
-    adjacency, motion_scale, class_weights = fold_statistics(run.data, train_idx, run.cfg, run.settings)
+    adjacency, motion_scale, classes = fold_statistics(run.data, train_idx, run.cfg, run.settings)
     model = fresh_model(run.cfg, run.settings, adjacency, fold_seed(run.args.seed, subject), run.device)
     model = model.to(memory_format=memory_format)  # the engine's channels_last unless told otherwise
     optimizer = make_optimizer(run.settings.optimizer, model.parameters(), run.settings.lr, run.settings.weight_decay)
     batch = train_idx[:run.settings.batch_size]
     generator = torch.Generator().manual_seed(0)
     return lambda: train_one_epoch(model, run.data, batch, motion_scale, optimizer, run.cfg, run.settings,
-                                   generator, run.device, class_weights)
+                                   generator, run.device, classes)
 
 
 def train_round_robin(release: Path, size: int, flags: list[str], repeats: int, gemm_n: int,

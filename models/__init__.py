@@ -6,9 +6,9 @@ from .amgcn import AMGCN, BRANCHES, build_model
 from .config import ARCHS, MIN_IMG_SIZE, READOUTS, VARIANTS, ModelConfig
 from .flops import count_flops, count_params
 from .graph import cooccurrence_adjacency, region_masks
-from .losses import compute_loss
+from .losses import ClassTerms, compute_loss
 
 __all__ = [
-    "AMGCN", "ARCHS", "BRANCHES", "MIN_IMG_SIZE", "ModelConfig", "READOUTS", "build_model", "compute_loss", "cooccurrence_adjacency",
+    "AMGCN", "ARCHS", "BRANCHES", "ClassTerms", "MIN_IMG_SIZE", "ModelConfig", "READOUTS", "build_model", "compute_loss", "cooccurrence_adjacency",
     "count_flops", "count_params", "region_masks", "VARIANTS",
 ]

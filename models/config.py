@@ -64,6 +64,7 @@ class ModelConfig:
     adj_reweight: float = 0.2
     learn_adj: bool = True
     au_loss_weight: float = 0.5
+    label_smoothing: float = 0.0  # of the emotion cross-entropy's targets
     dropout: float = 0.0
     readout: str = "mean"
     linear_path: bool = False

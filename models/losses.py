@@ -1,9 +1,15 @@
 """Training loss: cross-entropy on the emotion class plus the auxiliary AU term.
 
-    total = CE(logits, labels; class weights) + au_loss_weight * BCEWithLogits(au_logits, au_targets)
+    total = CE(logits + class offsets, labels; class weights, label smoothing)
+            + au_loss_weight * BCEWithLogits(au_logits, au_targets)
 
-`class_weights` (C,), when given, weights each sample's cross-entropy by its class (the
-mean is then the weighted mean), so that a rare class counts as much as a frequent one.
+`ClassTerms` carries the per-class terms of a fold. Its `weights` (C,), when given, weight each
+sample's cross-entropy by its class (the mean is then the weighted mean), so that a rare class
+counts as much as a frequent one. Its `offsets` (C,), when given, are added to the logits inside
+the loss only (logit adjustment, Menon et al. 2021: tau * log of the class prior): a rare class
+must then win by a wider margin in training, so at test time, where the plain logits decide, it
+is predicted more often. Unlike weights, whose effect fades once a network fits its training
+samples (every sample's loss goes to zero whatever its weight), the margin stays.
 `au_known` (B,) marks the samples whose AUs were coded: the AU term averages over those
 rows only, so a sample from a dataset without AU coding does not teach the AU head that
 no AU is active. The AU term is added only when the model has an AU head (au_logits not
@@ -12,6 +18,8 @@ absent) and 'total' as Python floats for logging.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -19,10 +27,19 @@ from torch import Tensor
 from .config import ModelConfig
 
 
+@dataclass(frozen=True)
+class ClassTerms:
+    """Per-class terms of the cross-entropy, from a fold's training labels."""
+    weights: Tensor | None = None  # (C,) --class-balance
+    offsets: Tensor | None = None  # (C,) --logit-adjust; added to the logits in the loss only
+
+
 def compute_loss(outputs: dict, labels: Tensor, au_targets: Tensor | None, cfg: ModelConfig,
-                 class_weights: Tensor | None = None,
+                 classes: ClassTerms | None = None,
                  au_known: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
-    ce = F.cross_entropy(outputs["logits"], labels, weight=class_weights)
+    classes = classes or ClassTerms()
+    logits = outputs["logits"] if classes.offsets is None else outputs["logits"] + classes.offsets  # (B, C)
+    ce = F.cross_entropy(logits, labels, weight=classes.weights, label_smoothing=cfg.label_smoothing)
     total = ce
     au = torch.zeros((), device=ce.device)
     au_logits = outputs.get("au_logits")

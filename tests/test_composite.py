@@ -108,6 +108,66 @@ def test_class_weights_balance_the_cross_entropy():
     assert w.tolist() == pytest.approx([4 / 9, 4 / 3, 0.0])
 
 
+def test_logit_adjustment_shifts_the_logits_in_the_loss_only():
+    from models import ClassTerms
+
+    cfg = ModelConfig(num_classes=3)
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 0, 0, 0, 1, 2])
+    offsets = torch.log(torch.tensor([4 / 6, 1 / 6, 1 / 6]))
+    _, adjusted = compute_loss({"logits": logits, "au_logits": None}, labels, None, cfg, ClassTerms(offsets=offsets))
+    assert adjusted["ce"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits + offsets, labels)))
+    _, plain = compute_loss({"logits": logits, "au_logits": None}, labels, None, cfg, ClassTerms())
+    assert plain["ce"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)))
+    # a rare-class sample that wins by a logit of 1 still costs what it would against a frequent class 4x as likely
+    wins_rare = torch.tensor([[0.0, 1.0, 0.0]])
+    _, rare_plain = compute_loss({"logits": wins_rare, "au_logits": None}, torch.tensor([1]), None, cfg)
+    _, rare_adjusted = compute_loss({"logits": wins_rare, "au_logits": None}, torch.tensor([1]), None, cfg,
+                                    ClassTerms(offsets=offsets))
+    assert rare_plain["ce"] == pytest.approx(np.log((2 + np.e) / np.e))
+    assert rare_adjusted["ce"] == pytest.approx(np.log((4 + np.e + 1) / np.e))
+
+
+def test_label_smoothing_spreads_the_target():
+    from main import build_parser, model_config
+
+    logits, labels = torch.tensor([[3.0, 0.0, -1.0], [0.5, 0.2, 0.1]]), torch.tensor([0, 2])
+    _, parts = compute_loss({"logits": logits, "au_logits": None}, labels, None, ModelConfig(num_classes=3,
+                            label_smoothing=0.3))
+    log_p = torch.log_softmax(logits, 1)
+    target = torch.full((2, 3), 0.1)
+    target[[0, 1], labels] = 0.8                                   # 1 - 0.3 + 0.3 / 3
+    assert parts["ce"] == pytest.approx(float(-(target * log_p).sum(1).mean()))
+    arrays = type("Arrays", (), {"face": None, "aus": [None]})()
+    parse = build_parser("3class", FIVE_CLASS_DEFAULTS).parse_args
+    assert model_config(parse([]), 3, arrays).label_smoothing == 0.0
+    assert model_config(parse(["--label-smoothing", "0.1"]), 3, arrays).label_smoothing == 0.1
+
+
+def test_class_terms_come_from_the_fold_training_labels():
+    from engine import TrainSettings, class_terms
+
+    settings = dict(epochs=1, batch_size=2, lr=0.1, weight_decay=0.0, optimizer="adam")
+    labels = torch.tensor([0, 0, 0, 1])
+    off = class_terms(labels, 3, TrainSettings(**settings))
+    assert off.weights is None and off.offsets is None
+    both = class_terms(labels, 3, TrainSettings(**settings, class_balance=True, logit_adjust=0.5))
+    assert both.weights.tolist() == pytest.approx([4 / 9, 4 / 3, 0.0])
+    # class 2 is absent: counted once, so every offset stays finite
+    assert both.offsets.tolist() == pytest.approx([0.5 * np.log(3 / 5), 0.5 * np.log(1 / 5), 0.5 * np.log(1 / 5)])
+
+
+def test_loss_flags_reach_the_training_settings_and_override_the_preset(tmp_path):
+    from main import build_parser, resolve_args, train_settings
+
+    parser = build_parser("3class", FIVE_CLASS_DEFAULTS)
+    base = ["--raf_path", str(tmp_path), "--preset", "flow28"]
+    preset = train_settings(resolve_args(parser, base), torch.device("cpu"))
+    assert preset.class_balance and preset.logit_adjust == 0.0
+    swapped = train_settings(resolve_args(parser, base + ["--no-class-balance", "--logit-adjust", "1"]),
+                             torch.device("cpu"))
+    assert not swapped.class_balance and swapped.logit_adjust == 1.0
+
+
 def test_linear_floor_is_one_layer_on_the_motion_map():
     model = build_model(ModelConfig(num_classes=3, img_size=16, arch="linear"))
     assert sum(p.numel() for p in model.parameters()) == 3 * 16 * 16 * 3 + 3

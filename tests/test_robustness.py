@@ -132,6 +132,7 @@ def test_damaged_fold_results_say_what_is_wrong(change, message):
 @pytest.mark.parametrize("saved, message", [
     ({"epochs": "two"}, "epochs: 'two' is not an integer"), ({"lr": True}, "lr: True is not a number"),
     ({"compile": "yes"}, "compile: 'yes' is not true or false"), ({"layout": "weird"}, "layout: 'weird' is not one of"),
+    ({"class_balance": "no"}, "class_balance: 'no' is not true or false"),
     ({"checkpoint_dir": ""}, "checkpoint_dir: '' is not text"), ({"checkpoint_dir": None}, "must not be empty"),
     ({"colour": "blue"}, "unknown key(s) colour"), (["a"], "not a mapping"),
     ({"seeds": "x"}, "seeds: 'x' is not a value of this flag"), ({"seeds": [1, 1]}, "seeds: [1, 1]"),
