@@ -1,0 +1,48 @@
+"""Compare two finished LOSO runs on the same data: per-seed differences and a subject bootstrap.
+
+    python compare.py runs/linear runs/amgcn                 # B = runs/amgcn against A = runs/linear
+    python compare.py runs/linear runs/amgcn --json cmp.json --rounds 2000
+
+Each folder is a run folder (its predictions.csv) or a --seeds run (seed*/predictions.csv); both
+must hold the same samples and seeds. utils/comparison.py says what the figures are. Bad input
+ends with one `error:` line and exit status 2.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from data.errors import DataError
+from main import CommandLineParser, UsageError, path_value
+from utils.comparison import compare_runs, format_comparison, read_run
+from utils.io import write_json
+
+
+def build_parser() -> CommandLineParser:
+    parser = CommandLineParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("a", type=path_value, help="the first run folder (the reference, e.g. the linear floor)")
+    parser.add_argument("b", type=path_value, help="the second run folder (the model compared with it)")
+    parser.add_argument("--rounds", type=int, default=1000, help="bootstrap draws of subjects")
+    parser.add_argument("--seed", type=int, default=0, help="of the bootstrap's random draws")
+    parser.add_argument("--json", type=path_value, default=None, help="also write the figures to this JSON file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if not 1 <= args.rounds <= 1_000_000:
+            raise UsageError(f"--rounds must be from 1 to 1000000, got {args.rounds}")
+        result = compare_runs(read_run(args.a), read_run(args.b), args.rounds, args.seed)
+        print(format_comparison(result))
+        if args.json is not None:
+            write_json(args.json, result)
+    except (UsageError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
