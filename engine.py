@@ -107,6 +107,7 @@ class TrainSettings:
     compile: bool = False
     shift: int = 0  # each training motion map moved by up to this many pixels (face alignment jitter)
     mixup: float = 0.0  # Beta(a, a) mixing of sample pairs within a batch; 0 = off
+    tta_flip: bool = False  # test on each map and its mirror image, their class probabilities averaged
 
 
 @dataclass
@@ -311,11 +312,15 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def mirror(x: torch.Tensor, signs: torch.Tensor | None = None) -> torch.Tensor:
+    """Maps `x` (B, C, H, W) mirrored left-right; `signs` (1, C, 1, 1) flips channels whose
+    meaning mirrors too (a flow map's horizontal component)."""
+    return x.flip(-1) if signs is None else x.flip(-1) * signs
+
+
 def _random_flip(x: torch.Tensor, flip: torch.Tensor, signs: torch.Tensor | None = None) -> torch.Tensor:
-    """Mirror the samples marked in `flip` (B,) left-right; `signs` (1, C, 1, 1) flips
-    channels whose meaning mirrors too (a flow map's horizontal component)."""
-    mirrored = x.flip(-1) if signs is None else x.flip(-1) * signs
-    return torch.where(flip.view(-1, 1, 1, 1), mirrored, x)
+    """Mirror the samples marked in `flip` (B,) left-right (see mirror)."""
+    return torch.where(flip.view(-1, 1, 1, 1), mirror(x, signs), x)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -430,9 +435,25 @@ def evaluate(model: torch.nn.Module, data: DatasetTensors, idx: torch.Tensor, mo
     for start in range(0, len(idx), settings.eval_batch_size):
         batch = idx[start:start + settings.eval_batch_size]
         with autocast(device, settings.amp):
-            logits = model(data.motion[batch] / motion_scale, data.face[batch])["logits"]
-        chunks.append(torch.softmax(logits.float(), dim=1))
+            probs, _ = class_probabilities(model, data.motion[batch] / motion_scale, data.face[batch],
+                                           data.flip_signs, settings.tta_flip)
+        chunks.append(probs)
     return torch.cat(chunks).cpu()
+
+
+def class_probabilities(model: torch.nn.Module, motion: torch.Tensor, face: torch.Tensor, flip_signs: torch.Tensor,
+                        with_mirror: bool) -> tuple[torch.Tensor, dict]:
+    """(class probabilities (B, C), the model's outputs on the maps as given).
+
+    `with_mirror` (--tta-flip) averages the probabilities with those of the mirror images: the
+    training mirrors half the samples, so the class is taken to be the same on both; the average
+    is the prediction made exactly mirror-invariant (if the class is, that never raises the expected log loss).
+    """
+    outputs = model(motion, face)
+    probs = torch.softmax(outputs["logits"].float(), dim=1)
+    if with_mirror:
+        probs = (probs + torch.softmax(model(mirror(motion, flip_signs), mirror(face))["logits"].float(), dim=1)) / 2
+    return probs, outputs
 
 
 def fold_statistics(data: DatasetTensors, train_idx: torch.Tensor, cfg: ModelConfig, settings: TrainSettings

@@ -158,6 +158,8 @@ def add_training_flags(g: argparse._ArgumentGroup, defaults: dict) -> None:
     g.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
                    help="add TAU * log(class prior of each fold's training set) to the logits in the loss "
                         "only: rare classes keep a wider training margin (1: the usual value; 0: off)")
+    g.add_argument("--tta-flip", action="store_true",
+                   help="test each sample on its map and its mirror image, class probabilities averaged")
     g.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
                    help="train the emotion head towards (1 - EPS) on the label and EPS spread over all classes")
     g.add_argument("--shift", type=int, default=0,
@@ -379,7 +381,8 @@ def train_settings(args: argparse.Namespace, device: torch.device) -> TrainSetti
                          report_oracle=args.report_oracle, checkpoint_interval=args.checkpoint_interval,
                          pretrained=args.pretrained, class_balance=args.class_balance,
                          logit_adjust=args.logit_adjust,
-                         amp=device.type == "cuda", compile=args.compile, shift=args.shift, mixup=args.mixup)
+                         amp=device.type == "cuda", compile=args.compile, shift=args.shift, mixup=args.mixup,
+                         tta_flip=args.tta_flip)
 
 
 def emit(line: str) -> None:
@@ -702,7 +705,7 @@ def write_final_model(args: argparse.Namespace, dataset: DatasetSource, data: Da
     training = {"subjects": sorted(set(data.subjects)), "samples": trained.train_samples, "epochs": args.epochs,
                 "seed": args.seed, "seconds": trained.seconds, "args": args_record(args)}
     preprocessing = dict(data_settings(args, dataset), center_maps=bool(getattr(args, "center_maps", False)),
-                         **dataset.provenance())
+                         tta_flip=bool(args.tta_flip), **dataset.provenance())
     flip_signs = tuple(data.flip_signs.flatten().tolist())
     atomic_torch_save(model_record(trained.model, cfg, dataset.protocol.classes, trained.adjacency,
                                    trained.motion_scale, flip_signs, preprocessing, training), path)

@@ -35,7 +35,7 @@ from data.motion import FLIP_SIGNS, default_flow_method, motion_arrays
 from data.motion_maps import _WHY, _read_image, _read_motion, _resize, is_motion_map_folder, load_motion_maps
 from data.protocols import PROTOCOLS, get_protocol
 from data.release import Sample, load_release
-from engine import DatasetTensors, TrainSettings, fold_statistics, fold_subjects, fold_seed
+from engine import DatasetTensors, TrainSettings, class_probabilities, fold_statistics, fold_subjects, fold_seed
 from main import (CommandLineParser, UsageError, build_parser, emit, model_config, model_arrays, open_dataset,
                   path_value, resolve_device)
 from models import ModelConfig, build_model
@@ -56,7 +56,7 @@ class LoadedModel:
     classes: list[str]
     adjacency: np.ndarray           # (K, K) the AU co-occurrence adjacency it was trained with
     motion_scale: torch.Tensor      # (1, 3, 1, 1) each motion channel is divided by it
-    preprocessing: dict             # img_size, motion, protocol, dataset, layout, flow_method, export
+    preprocessing: dict             # img_size, motion, protocol, dataset, layout, flow_method, export, tta_flip
     source: str                     # what the file was, for the log
 
 
@@ -158,7 +158,8 @@ def checkpoint_model(path: Path, ckpt: dict, device: torch.device) -> tuple[Mode
     except (TypeError, ValueError) as e:
         raise UsageError(f"--model {path}: its arguments cannot build a model ({error_text(e)})") from None
     preprocessing = {"img_size": args.img_size, "motion": args.motion, "protocol": protocol,
-                     "center_maps": bool(getattr(args, "center_maps", False))}
+                     "center_maps": bool(getattr(args, "center_maps", False)),
+                     "tta_flip": bool(getattr(args, "tta_flip", False))}
     if args.raf_path is not None and is_motion_map_folder(args.raf_path):
         preprocessing.update(dataset="motion maps", export=maps_export(args.raf_path))
     else:
@@ -360,8 +361,9 @@ def predict(loaded: LoadedModel, data: DatasetTensors, batch_size: int, device: 
     for start in tqdm(starts, desc="predict", unit="batch", disable=len(starts) < 2 or not sys.stderr.isatty()):
         batch = slice(start, start + batch_size)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = loaded.model(data.motion[batch] / loaded.motion_scale, data.face[batch])
-        probs.append(torch.softmax(out["logits"].float(), dim=1).cpu())
+            p, out = class_probabilities(loaded.model, data.motion[batch] / loaded.motion_scale, data.face[batch],
+                                         data.flip_signs, loaded.preprocessing.get("tta_flip", False))
+        probs.append(p.cpu())
         if out["au_logits"] is not None:
             au_probs.append(torch.sigmoid(out["au_logits"].float()).cpu())
     return torch.cat(probs).numpy(), (torch.cat(au_probs).numpy() if au_probs else None)

@@ -60,3 +60,25 @@ def test_mixed_loss_is_the_mix_of_the_two_targets_losses():
     assert parts["total"] == pytest.approx(loss.item(), rel=1e-6)
     plain, _ = batch_loss(outputs, Batch(idx, batch.motion, batch.face), data, cfg, None)
     assert plain.item() == pytest.approx(one.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["amgcn", "mmnet", "linear"])
+def test_tta_flip_averages_the_map_and_its_mirror_and_is_mirror_invariant(arch):
+    from dataclasses import replace
+
+    from engine import TrainSettings, evaluate, fresh_model, mirror
+
+    cfg = ModelConfig(num_classes=3, img_size=16, width=0.0625, vit_depth=1, arch=arch)
+    data = tensors(cfg, {"a": 5, "b": 5})
+    data.flip_signs = torch.tensor([-1.0, 1.0, 1.0]).view(1, 3, 1, 1)     # a flow map: u changes sign
+    settings = TrainSettings(epochs=1, batch_size=4, lr=1e-3, weight_decay=0.0, optimizer="adam", eval_batch_size=4)
+    model = fresh_model(cfg, settings, torch.eye(len(cfg.aus)), seed=0, device=CPU)
+    idx, scale = torch.arange(10), torch.full((1, 3, 1, 1), 2.0)
+    plain = evaluate(model, data, idx, scale, settings, CPU)
+    mirrored_data = replace(data, motion=mirror(data.motion, data.flip_signs), face=mirror(data.face))
+    of_mirrors = evaluate(model, mirrored_data, idx, scale, settings, CPU)
+    assert not torch.allclose(plain, of_mirrors, atol=1e-4)                # the network alone is not invariant
+    tta = replace(settings, tta_flip=True)
+    both = evaluate(model, data, idx, scale, tta, CPU)
+    assert torch.allclose(both, (plain + of_mirrors) / 2, atol=1e-6)
+    assert torch.allclose(evaluate(model, mirrored_data, idx, scale, tta, CPU), both, atol=1e-6)

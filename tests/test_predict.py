@@ -51,7 +51,7 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def engine_probabilities(trained: dict) -> tuple[list[str], np.ndarray]:
+def engine_probabilities(trained: dict, tta_flip: bool = False) -> tuple[list[str], np.ndarray]:
     """'subject/sample' names and class probabilities of every sample, by engine.evaluate on model.pt."""
     record = torch.load(trained["model"], weights_only=True)
     cfg = ModelConfig(**record["config"])
@@ -63,7 +63,7 @@ def engine_probabilities(trained: dict) -> tuple[list[str], np.ndarray]:
     au, au_known = arrays.au_targets(cfg.aus)
     data = DatasetTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects, arrays.names,
                                       torch.device("cpu"), cfg.grid, au_known=au_known)
-    settings = TrainSettings(epochs=1, batch_size=2, lr=1.0, weight_decay=0.0, optimizer="adam")
+    settings = TrainSettings(epochs=1, batch_size=2, lr=1.0, weight_decay=0.0, optimizer="adam", tta_flip=tta_flip)
     probs = evaluate(model, data, torch.arange(len(data.labels)), record["motion_scale"].view(1, 3, 1, 1), settings,
                      torch.device("cpu"))
     return [f"{s}/{n}" for s, n in zip(arrays.subjects, arrays.names)], probs.numpy()
@@ -125,6 +125,22 @@ def test_predict_equals_engine_evaluation(trained, capsys, tmp_path):
         cells = dict(zip(header.split(), row.split()))
         want = expected[names.index(f"{sample.subject}/{sample.filename}")]
         assert np.abs(np.array([float(cells[f"p_{c}"]) for c in CLASSES]) - want).max() < 1e-4
+
+
+def test_predict_tests_on_mirror_images_as_the_model_was_tested(trained, capsys, tmp_path):
+    record = torch.load(trained["model"], weights_only=True)
+    assert record["preprocessing"]["tta_flip"] is False
+    record["preprocessing"]["tta_flip"] = True          # as --final --tta-flip writes it
+    flipped = tmp_path / "tta.pt"
+    torch.save(record, flipped)
+    names, expected = engine_probabilities(trained, tta_flip=True)
+    _, plain = engine_probabilities(trained)
+    assert np.abs(expected - plain).max() > 1e-3
+    table = tmp_path / "tta.csv"
+    code, _, err = run_predict(capsys, "--model", flipped, "--raf_path", trained["release"], "--csv", table)
+    assert code == 0, err
+    got = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in read_csv(table)])
+    assert np.abs(got - expected).max() < 1e-4
 
 
 def test_fold_checkpoint_predicts_as_its_fold(trained, capsys, tmp_path):
