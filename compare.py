@@ -1,7 +1,7 @@
 """Compare two finished LOSO runs on the same data: per-seed differences and a subject bootstrap.
 
     python compare.py runs/linear runs/amgcn                 # B = runs/amgcn against A = runs/linear
-    python compare.py runs/linear runs/amgcn --json cmp.json --rounds 2000
+    python compare.py runs/linear runs/amgcn --json cmp.json --plot cmp.png --rounds 2000
 
 Each folder is a run folder (its predictions.csv) or a --seeds run (seed*/predictions.csv); both
 must hold the same samples and seeds. utils/comparison.py says what the figures are. Bad input
@@ -17,6 +17,7 @@ from data.errors import DataError
 from main import CommandLineParser, UsageError, path_value
 from utils.comparison import compare_runs, format_comparison, read_run
 from utils.io import write_json
+from utils.plots import save_comparison
 
 
 def build_parser() -> CommandLineParser:
@@ -26,6 +27,8 @@ def build_parser() -> CommandLineParser:
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap draws of subjects")
     parser.add_argument("--seed", type=int, default=0, help="of the bootstrap's random draws")
     parser.add_argument("--json", type=path_value, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--plot", type=path_value, default=None,
+                        help="also draw them to this PNG file (B - A per part and metric, intervals, seeds)")
     return parser
 
 
@@ -38,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_comparison(result))
         if args.json is not None:
             write_json(args.json, result)
+        if args.plot is not None:
+            save_comparison(result, args.plot)
     except (UsageError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

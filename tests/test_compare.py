@@ -95,7 +95,9 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, capsys):
     base = samples()
     a = write_run(tmp_path / "a", {0: [(*r, "negative") for r in base]})
     b = write_run(tmp_path / "b", {0: [(*r, r[3]) for r in base]})
-    assert compare_main([str(a), str(b), "--rounds", "50", "--json", str(tmp_path / "cmp.json")]) == 0
+    assert compare_main([str(a), str(b), "--rounds", "50", "--json", str(tmp_path / "cmp.json"),
+                         "--plot", str(tmp_path / "cmp.png")]) == 0
+    assert (tmp_path / "cmp.png").read_bytes().startswith(b"\x89PNG")
     out = capsys.readouterr().out
     assert "bootstrap 95%" in out and "(one seed: the seeds' spread is unknown)" in out
     saved = json.loads((tmp_path / "cmp.json").read_text())

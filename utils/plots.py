@@ -64,3 +64,23 @@ def save_training_curves(curves: dict[str, list[float]], path: Path, title: str 
     if title:
         fig.suptitle(title)
     write_png(fig, path)
+
+
+def save_comparison(result: dict, path: Path) -> None:
+    """compare.py's figures as a forest plot: per part and metric, B - A (mean over seeds), its subject
+    bootstrap 95% interval as a bar and each seed's difference as a dot; zero marked."""
+    rows = [(name, m, part[m]) for name, part in [("all", result["all"]), *result.get("parts", {}).items()]
+            for m in ("uf1", "uar")]
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.45 * len(rows)))
+    for y, (_, _, f) in enumerate(rows):
+        low, high = f["bootstrap_95"]
+        ax.plot([low, high], [y, y], color="tab:blue", lw=2)
+        ax.plot(f["b_minus_a"], y, "o", color="tab:blue", ms=7)
+        ax.plot(f["per_seed"], [y] * len(f["per_seed"]), "|", color="black", ms=10)
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    ax.set_yticks(range(len(rows)), [f"{name} {m.upper()}" for name, m, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("B - A  (dot: mean over seeds; bar: subject bootstrap 95%; ticks: each seed)")
+    ax.set_title(f"B = {Path(result['b']).name}  vs  A = {Path(result['a']).name}", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    write_png(fig, path)
