@@ -86,7 +86,8 @@ DEMO_SETTINGS = dict(epochs=12, img_size=64, embed_dim=128, vit_depth=1)
 # it was chosen (on training data and seeds, never on the LOSO test subjects).
 PRESETS: dict[str, dict] = {
     "flow28": dict(motion="flow", img_size=28, width=0.25, vit_depth=1, epochs=40, lr=0.001, optimizer="adamw",
-                   weight_decay=0.01, class_balance=True, dropout=0.3, center_maps=True, batch_size=32, shift=2),
+                   weight_decay=0.01, class_balance=True, dropout=0.3, center_maps=True, batch_size=32, shift=2,
+                   tta_flip=True),
 }
 
 
@@ -158,7 +159,7 @@ def add_training_flags(g: argparse._ArgumentGroup, defaults: dict) -> None:
     g.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
                    help="add TAU * log(class prior of each fold's training set) to the logits in the loss "
                         "only: rare classes keep a wider training margin (1: the usual value; 0: off)")
-    g.add_argument("--tta-flip", action="store_true",
+    g.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=False,
                    help="test each sample on its map and its mirror image, class probabilities averaged")
     g.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
                    help="train the emotion head towards (1 - EPS) on the label and EPS spread over all classes")

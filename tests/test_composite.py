@@ -252,6 +252,7 @@ def test_preset_applies_unless_a_flag_is_given():
     assert args.width == PRESETS["flow28"]["width"] and args.class_balance and args.shift == 2
     # a flag typed at its parser default still wins over the preset
     assert resolve_args(parser, ["--raf_path", "x", "--preset", "flow28", "--shift", "0"]).shift == 0
+    assert args.tta_flip and not resolve_args(parser, ["--raf_path", "x", "--preset", "flow28", "--no-tta-flip"]).tta_flip
 
 
 def test_aus_flag_sets_the_graph_nodes(tmp_path, capsys):
