@@ -38,7 +38,7 @@ from utils.face_regions import AU_REGIONS, DEFAULT_AUS
 from utils.io import (append_jsonl, atomic_torch_save, error_text, read_json, read_jsonl, read_yaml, write_json,
                       write_yaml)
 from utils.model_file import MODEL_FILE, model_record
-from utils.paths import blocking_file, run_checkpoint_dir, write_problem
+from utils.paths import blocking_file, run_checkpoint_dir, seed_folder, write_problem
 from utils.plots import save_training_curves
 from utils.report import aggregate_seeds, epoch_curves, format_seed_table, format_table, write_results
 from utils.run_state import (SAMPLES_FILE, check_samples, checkpoint_path, fold_result_path, read_fold_result,
@@ -570,14 +570,14 @@ def run_seeds(args: argparse.Namespace, info: DistInfo) -> int:
         write_yaml(parent / "args.yaml", args_record(args))
     for seed in args.seeds:
         sub = copy.copy(args)
-        sub.seed, sub.seeds, sub.output = seed, None, parent / f"seed{seed}"
+        sub.seed, sub.seeds, sub.output = seed, None, seed_folder(parent, seed)
         sub.resume = sub.output if (sub.output / "args.yaml").exists() else None
         if info.is_main:
             emit(f"seed {seed}: {sub.output}")
         run(sub, info)
         barrier(info)
     if info.is_main:
-        summaries = {s: read_json(parent / f"seed{s}" / "summary.json") for s in args.seeds}
+        summaries = {s: read_json(seed_folder(parent, s) / "summary.json") for s in args.seeds}
         aggregate = aggregate_seeds(summaries)
         write_json(parent / "summary.json", aggregate)
         print(format_seed_table(aggregate))

@@ -22,6 +22,7 @@ import numpy as np
 
 from data.errors import DataError
 from utils.metrics import confusion_scores
+from utils.paths import seed_folders
 
 METRICS = ("uf1", "uar")
 
@@ -65,8 +66,7 @@ def _read_predictions(path: Path) -> tuple[list[str], dict[tuple[str, str, str],
 
 def read_run(folder: Path) -> RunPredictions:
     """A run folder: its predictions.csv, or one per seed folder (seed0/, seed1/, ...) of a --seeds run."""
-    seed_dirs = sorted((p for p in folder.glob("seed*") if (p / "predictions.csv").is_file()),
-                       key=lambda p: (len(p.name), p.name))
+    seed_dirs = [p for p in seed_folders(folder) if (p / "predictions.csv").is_file()]
     files = [p / "predictions.csv" for p in seed_dirs] or [folder / "predictions.csv"]
     if not files[0].is_file():
         raise DataError(f"{folder}: holds no predictions.csv (nor seed*/predictions.csv): not a finished run")

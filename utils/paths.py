@@ -67,3 +67,18 @@ def write_problem(path: Path) -> str | None:
     os.close(fd)
     os.unlink(probe)
     return None
+
+
+SEED_FOLDER_PREFIX = "seed"   # a --seeds run keeps each seed's run folder as <parent>/seed<N>
+
+
+def seed_folder(parent: Path, seed: int) -> Path:
+    """The run folder of one seed of a --seeds run."""
+    return parent / f"{SEED_FOLDER_PREFIX}{seed}"
+
+
+def seed_folders(parent: Path) -> list[Path]:
+    """The seed folders (seed<N>) present under `parent`, in seed order."""
+    found = [p for p in parent.glob(f"{SEED_FOLDER_PREFIX}*")
+             if p.is_dir() and p.name[len(SEED_FOLDER_PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(SEED_FOLDER_PREFIX):]))
