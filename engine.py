@@ -107,6 +107,7 @@ class TrainSettings:
     compile: bool = False
     shift: int = 0  # each training motion map moved by up to this many pixels (face alignment jitter)
     mixup: float = 0.0  # Beta(a, a) mixing of sample pairs within a batch; 0 = off
+    erase: float = 0.0  # probability that a training map loses one square region (set to no motion)
     tta_flip: bool = False  # test on each map and its mirror image, their class probabilities averaged
 
 
@@ -336,6 +337,21 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return moved.permute(0, 3, 1, 2)                                     # (B, C, S, S), channels-last strides
 
 
+def random_erase(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Each map of `x` (B, C, S, S) with probability `p` has one square, a quarter to half the map's
+    side, set to zero (no motion) in every channel: no single region may carry the class alone."""
+    b, _, h, w = x.shape
+    hit = torch.rand(b, generator=generator) < p                           # (B,)
+    side = torch.randint(max(1, min(h, w) // 4), max(1, min(h, w) // 2) + 1, (b,), generator=generator)
+    top = (torch.rand(b, generator=generator) * (h - side + 1)).long()     # (B,) inside the map
+    left = (torch.rand(b, generator=generator) * (w - side + 1)).long()
+    rows, cols = torch.arange(h), torch.arange(w)
+    in_rows = (rows >= top[:, None]) & (rows < (top + side)[:, None])      # (B, S)
+    in_cols = (cols >= left[:, None]) & (cols < (left + side)[:, None])    # (B, S)
+    erased = hit[:, None, None] & in_rows[:, :, None] & in_cols[:, None, :]  # (B, S, S)
+    return x.masked_fill(erased[:, None].to(x.device), 0.0)
+
+
 @dataclass
 class Batch:
     """One training batch. With mixup, sample i is `lam` of row idx[i] and 1 - lam of row
@@ -354,10 +370,11 @@ def batches_per_epoch(samples: int, batch_size: int) -> int:
 
 
 def training_batches(data: DatasetTensors, train_idx: torch.Tensor, motion_scale: torch.Tensor, batch_size: int,
-                     generator: torch.Generator, device: torch.device, shift: int = 0, mixup: float = 0.0
-                     ) -> Iterator[Batch]:
+                     generator: torch.Generator, device: torch.device, shift: int = 0, mixup: float = 0.0,
+                     erase: float = 0.0) -> Iterator[Batch]:
     """One epoch's batches in a random order, each sample mirrored with p=0.5, then moved by up
-    to `shift` pixels and mixed with a partner (`mixup` > 0) when asked.
+    to `shift` pixels, erased in one square with probability `erase` and mixed with a partner
+    (`mixup` > 0) when asked.
 
     Indexes the device tensors, so no sample passes through Python; batches_per_epoch says
     how many batches there are. The options draw from `generator` only when
@@ -375,6 +392,8 @@ def training_batches(data: DatasetTensors, train_idx: torch.Tensor, motion_scale
         face = _random_flip(data.face[idx], flip)                      # (B, 3, g, g)
         if shift > 0:
             motion = random_shift(motion, shift, generator)
+        if erase > 0:
+            motion = random_erase(motion, erase, generator)
         if mix_weights is None:
             yield Batch(idx, motion, face)
             continue
@@ -410,7 +429,7 @@ def train_one_epoch(model: torch.nn.Module, data: DatasetTensors, train_idx: tor
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     for batch in training_batches(data, train_idx, motion_scale, settings.batch_size, generator, device,
-                                  settings.shift, settings.mixup):
+                                  settings.shift, settings.mixup, settings.erase):
         idx, labels = batch.idx, data.labels[batch.idx]
         with autocast(device, settings.amp):
             outputs = model(batch.motion, batch.face)

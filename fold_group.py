@@ -112,7 +112,7 @@ def train_group_epoch(stack: StackedModels, plans: list[FoldPlan], data: Dataset
     """One epoch of every fold of the group; each fold's mean loss and accuracy."""
     stack.train()
     batches = [training_batches(data, p.train_idx, p.motion_scale, settings.batch_size, seed_epoch(p.seed, epoch),
-                                device, settings.shift, settings.mixup) for p in plans]
+                                device, settings.shift, settings.mixup, settings.erase) for p in plans]
     sums = torch.zeros(len(plans), 3, dtype=torch.float64, device=device)   # (F, [loss * n, correct, n])
     for step in zip(*batches):                  # as many batches per fold: steps in lockstep
         total = 0.0

@@ -75,6 +75,7 @@ NUMBER_RANGES = {
     "dropout": ("--dropout", 0.0, 0.99),
     "shift": ("--shift", 0, 64),
     "mixup": ("--mixup", 0.0, 100.0),
+    "erase": ("--erase", 0.0, 1.0),
     "logit_adjust": ("--logit-adjust", 0.0, 10.0),
     "label_smoothing": ("--label-smoothing", 0.0, 0.99),
 }
@@ -167,6 +168,9 @@ def add_training_flags(g: argparse._ArgumentGroup, defaults: dict) -> None:
                    help="move each training motion map by up to N pixels (face alignment jitter)")
     g.add_argument("--mixup", type=float, default=0.0,
                    help="mix pairs of training samples with Beta(A, A) weights, targets alike (0: off)")
+    g.add_argument("--erase", type=float, default=0.0, metavar="P",
+                   help="with probability P a training motion map loses one square (a quarter to half its side) "
+                        "to zero, i.e. no motion (0: off)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--seeds", type=seed_list,
                    help="one full LOSO per seed, e.g. 0,1,2, in <output>/seed<N>/, then mean and sd over seeds")
@@ -383,7 +387,7 @@ def train_settings(args: argparse.Namespace, device: torch.device) -> TrainSetti
                          pretrained=args.pretrained, class_balance=args.class_balance,
                          logit_adjust=args.logit_adjust,
                          amp=device.type == "cuda", compile=args.compile, shift=args.shift, mixup=args.mixup,
-                         tta_flip=args.tta_flip)
+                         erase=args.erase, tta_flip=args.tta_flip)
 
 
 def emit(line: str) -> None:

@@ -1,11 +1,11 @@
-"""Training augmentations: --shift moves whole maps, --mixup mixes inputs and targets alike."""
+"""Training augmentations: --shift moves whole maps, --erase blanks one square, --mixup mixes inputs and targets alike."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from engine import Batch, batch_loss, random_shift, training_batches
+from engine import Batch, batch_loss, random_erase, random_shift, training_batches
 from models import ModelConfig, compute_loss
 from tests.test_fold_group import tensors
 
@@ -30,6 +30,44 @@ def test_shift_offsets_cover_the_range():
     moved = random_shift(x, 1, torch.Generator().manual_seed(0))
     zero_rows = (moved[:, 0].sum(2) == 0).float()   # (B, S): a shifted map has an empty border row
     assert 0.2 < zero_rows[:, 0].mean() < 0.45 and 0.2 < zero_rows[:, -1].mean() < 0.45
+
+
+def test_erase_blanks_one_square_per_hit_map_and_nothing_else():
+    x = torch.rand(300, 3, 12, 12) + 1                     # no zero inside
+    erased = random_erase(x, 1.0, torch.Generator().manual_seed(0))
+    sides = set()
+    for b in range(len(x)):
+        blank = erased[b] == 0                              # (3, 12, 12)
+        assert torch.equal(blank[0], blank[1]) and torch.equal(blank[0], blank[2])  # every channel alike
+        rows, cols = blank[0].any(1).nonzero().flatten(), blank[0].any(0).nonzero().flatten()
+        side = len(rows)
+        assert side == len(cols) and 3 <= side <= 6                    # a square, a quarter to half of 12
+        assert rows[-1] - rows[0] + 1 == side and cols[-1] - cols[0] + 1 == side   # in one piece
+        assert blank[0].sum() == side * side                           # the whole square, nothing more
+        assert torch.equal(erased[b][~blank], x[b][~blank])            # the rest untouched
+        sides.add(side)
+    assert sides == {3, 4, 5, 6}
+
+
+def test_erase_probability_and_off():
+    x = torch.rand(2000, 1, 8, 8) + 1
+    erased = random_erase(x, 0.3, torch.Generator().manual_seed(1))
+    hit = (erased == 0).flatten(1).any(1).float().mean().item()
+    assert 0.26 < hit < 0.34
+    assert torch.equal(random_erase(x, 0.0, torch.Generator().manual_seed(1)), x)
+
+
+def test_erase_in_training_batches_keeps_order_and_flips():
+    cfg = ModelConfig(num_classes=3, img_size=16)
+    data = tensors(cfg, {"a": 8, "b": 8})
+    idx, scale = torch.arange(16), torch.ones(1, 3, 1, 1)
+    plain = list(training_batches(data, idx, scale, 8, torch.Generator().manual_seed(1), CPU))
+    erased = list(training_batches(data, idx, scale, 8, torch.Generator().manual_seed(1), CPU, erase=1.0))
+    for p, e in zip(plain, erased):
+        assert torch.equal(p.idx, e.idx)
+        kept = e.motion != 0
+        assert torch.equal(e.motion[kept], p.motion[kept])   # the same maps, mirrored alike, minus a square
+        assert (~kept).flatten(1).any(1).all()
 
 
 def test_mixup_batches_mix_inputs_and_name_their_partners():

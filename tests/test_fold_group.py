@@ -37,13 +37,15 @@ EQUAL = {f"s{i}": 6 for i in range(4)}
 UNEQUAL = {"s0": 5, "s1": 6, "s2": 7, "s3": 6}
 
 
-@pytest.mark.parametrize("arch, val_subjects, shift, mixup, sizes", [
-    ("amgcn", 0, 0, 0.0, EQUAL), ("mmnet", 1, 0, 0.0, EQUAL), ("amgcn", 0, 2, 0.4, EQUAL), ("amgcn", 0, 0, 0.0, UNEQUAL)])
-def test_folds_together_equal_folds_alone(tmp_path, arch, val_subjects, shift, mixup, sizes):
+@pytest.mark.parametrize("arch, val_subjects, shift, mixup, erase, sizes", [
+    ("amgcn", 0, 0, 0.0, 0.0, EQUAL), ("mmnet", 1, 0, 0.0, 0.0, EQUAL), ("amgcn", 0, 2, 0.4, 0.5, EQUAL),
+    ("amgcn", 0, 0, 0.0, 0.0, UNEQUAL)])
+def test_folds_together_equal_folds_alone(tmp_path, arch, val_subjects, shift, mixup, erase, sizes):
     cfg = ModelConfig(num_classes=3, img_size=16, width=0.0625, vit_depth=1, arch=arch)
     data = tensors(cfg, sizes)
     settings = TrainSettings(epochs=2, batch_size=6, lr=1e-3, weight_decay=1e-4, optimizer="adamw",
-                             class_balance=True, val_subjects=val_subjects, shift=shift, mixup=mixup)
+                             class_balance=True, val_subjects=val_subjects, shift=shift, mixup=mixup,
+                             erase=erase)
     folds = ["s0", "s1", "s2"] if sizes is UNEQUAL else ["s0", "s2", "s3"]
     alone = [run_fold(s, data, cfg, settings, 7, CPU, tmp_path / f"{s}.pt", {}) for s in folds]
     together = run_fold_group(folds, data, cfg, settings, 7, CPU, tmp_path / "group.pt", {})
