@@ -1,4 +1,5 @@
-"""Training augmentations: --shift moves whole maps, --erase blanks one square, --mixup mixes inputs and targets alike."""
+"""Training augmentations: --shift moves whole maps, --erase blanks one square, --mixup mixes
+inputs and targets alike."""
 from __future__ import annotations
 
 import numpy as np
