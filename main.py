@@ -26,6 +26,7 @@ from data.inputs import default_cache_dir
 from data.layout import LAYOUTS
 from data.motion import MOTIONS
 from data.motion_maps import is_motion_map_folder, load_motion_maps
+from data.phases import DEFAULT_PHASES, PHASES, parse_phases
 from data.protocols import PROTOCOLS, Protocol, get_protocol
 from data.release import aus_outside, load_release
 from data.source import DatasetSource
@@ -136,6 +137,9 @@ def add_data_flags(g: argparse._ArgumentGroup, protocol: str) -> None:
     g.add_argument("--center-maps", action="store_true",
                    help="subtract each motion map's per-channel median (for maps normalised per image, "
                         "such as STSTNet-style flow images, whose zero motion is a different grey in each)")
+    g.add_argument("--phases", type=phase_list, default=list(DEFAULT_PHASES),
+                   help="for a release, the clip's phases that each give a motion map, stacked in this order: "
+                        + ", ".join(PHASES) + " (the relaxation after the apex)")
     g.add_argument("--maps", type=map_list,
                    help="for a motion-map folder, which of its map columns a sample stacks, e.g. 1,2 for motion "
                         "and motion_2 (default: every map column the folder has)")
@@ -357,7 +361,8 @@ def open_dataset(args: argparse.Namespace, protocol: Protocol) -> DatasetSource:
 def model_arrays(args: argparse.Namespace, dataset: DatasetSource, info: DistInfo) -> ModelArrays:
     def build(workers: int, progress: bool) -> ModelArrays:
         return dataset.model_arrays(motion=args.motion, img_size=args.img_size, cache_dir=args.cache_dir,
-                                    workers=workers, strict=args.strict, progress=progress)
+                                    workers=workers, strict=args.strict, progress=progress,
+                                    phases=tuple(args.phases))
 
     if not dataset.uses_cache:
         return build(args.workers, False)
@@ -383,7 +388,13 @@ def model_config(args: argparse.Namespace, num_classes: int, arrays: ModelArrays
                        width=args.width, dropout=args.dropout,
                        embed_dim=args.embed_dim, vit_depth=args.vit_depth, vit_heads=args.vit_heads,
                        aus=graph_aus(args), readout=args.readout, linear_path=args.linear_path,
-                       maps=arrays.motion.shape[1] // 3)
+                       maps=motion_map_count(arrays))
+
+
+def motion_map_count(arrays: ModelArrays) -> int:
+    """How many 3-channel maps a sample stacks (1 for inputs that bring no arrays yet)."""
+    motion = getattr(arrays, "motion", None)
+    return motion.shape[1] // 3 if motion is not None else 1
 
 
 def train_settings(args: argparse.Namespace, device: torch.device) -> TrainSettings:
@@ -499,7 +510,9 @@ def folds_with_samples(folds: list[str], subjects: list[str], requested: bool) -
 
 def data_settings(args: argparse.Namespace, dataset: DatasetSource) -> dict:
     """The settings that decide the arrays a run trains on, for its data fingerprint."""
+    phases = tuple(args.phases)   # named only when not the default, so one-phase runs keep their fingerprint
     return {"protocol": args.protocol, "motion": args.motion, "img_size": args.img_size,
+            **({"phases": list(phases)} if phases != DEFAULT_PHASES else {}),
             **dataset.fingerprint_settings(args.motion)}
 
 
@@ -542,6 +555,14 @@ def au_list(text: str) -> list[int]:
 def graph_aus(args: argparse.Namespace) -> tuple[int, ...]:
     """The AU graph's nodes: --aus, or the default list."""
     return tuple(args.aus) if getattr(args, "aus", None) else DEFAULT_AUS
+
+
+def phase_list(text: str) -> list[str]:
+    """'onset-apex,apex-offset' -> its phases (argparse type of --phases)."""
+    try:
+        return list(parse_phases(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def map_list(text: str) -> list[int]:

@@ -152,7 +152,10 @@ def checkpoint_model(path: Path, ckpt: dict, device: torch.device) -> tuple[Mode
     classes = list(get_protocol(protocol).classes)
     has_position = any(k.startswith("position.") for k in ckpt["model"])
     # model_config switches the position branch off for datasets without faces; the weights tell which it was
-    stand_in = SimpleNamespace(face=np.zeros(0) if has_position else None, aus=[])
+    scale = ckpt.get("motion_scale")
+    maps = scale.numel() // 3 if isinstance(scale, torch.Tensor) and scale.numel() % 3 == 0 else 1   # 3 per map
+    stand_in = SimpleNamespace(face=np.zeros(0) if has_position else None, aus=[],
+                               motion=np.zeros((0, 3 * max(maps, 1), 1, 1)))
     try:
         cfg = model_config(args, len(classes), stand_in)
     except (TypeError, ValueError) as e:
@@ -170,10 +173,9 @@ def checkpoint_model(path: Path, ckpt: dict, device: torch.device) -> tuple[Mode
             preprocessing["layout"] = None  # the release is not here; frames are then taken as faces
     if args.motion == "flow":
         preprocessing["flow_method"] = default_flow_method()  # checkpoints do not record it
-    scale = ckpt.get("motion_scale")
     if not isinstance(scale, torch.Tensor):
         scale = fold_motion_scale(path, args, cfg, str(ckpt.get("subject")), device)
-    if scale.numel() != 3 or not torch.isfinite(scale).all() or not (scale > 0).all():
+    if scale.numel() != cfg.motion_inputs or not torch.isfinite(scale).all() or not (scale > 0).all():
         raise UsageError(f"--model {path}: 'motion_scale' is not three positive finite numbers")
     return cfg, classes, scale.flatten(), preprocessing
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from data.apex import error_summary
 from data.errors import DataError
 from data.export import APEX_MODES, STYLES, export_release
+from data.phases import DEFAULT_PHASES, PHASES, parse_phases
 from data.inputs import crop_method, default_cache_dir, spot_sample
 from data.layout import LAYOUTS
 from data.motion import MOTIONS
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--size", type=int, default=224, help="face size in px (the run's --img-size)")
     ex.add_argument("--apex", choices=APEX_MODES, default="annotated",
                     help="annotated: the sheet's apex, spotted where missing; auto: spot every apex")
+    ex.add_argument("--phases", type=phase_tuple, default=DEFAULT_PHASES,
+                    help="the clip's phases, one map each, written as motion, motion_2, ...: "
+                         + ", ".join(PHASES) + " (as the entry scripts' --phases)")
     ex.add_argument("--workers", type=int, default=0, help="processes decoding frames")
     ex.add_argument("--cache-dir", type=Path, help=f"preprocessed-input cache (default {default_cache_dir()})")
 
@@ -60,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     release_flags(sp)
     sp.add_argument("--out", type=Path, default=Path("apex_spotting.csv"), help="per-sample CSV to write")
     return p
+
+
+def phase_tuple(text: str) -> tuple[str, ...]:
+    try:
+        return parse_phases(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def warn(line: str) -> None:
@@ -80,7 +91,8 @@ def export(args: argparse.Namespace) -> int:
     motion = args.motion or ("flow" if args.style == "ststnet" else "diff")
     release = open_release(args, strict=True)   # an export is complete or fails
     report = export_release(release, args.out, style=args.style, motion=motion, size=args.size, apex=args.apex,
-                            cache_dir=args.cache_dir, workers=args.workers, progress=sys.stderr.isatty())
+                            cache_dir=args.cache_dir, workers=args.workers, progress=sys.stderr.isatty(),
+                            phases=args.phases)
     for line in report.notices:
         if line.startswith("motion:"):
             print(line, file=sys.stderr)

@@ -15,9 +15,10 @@ import numpy as np
 
 from data.action_units import ActionUnit
 from data.errors import DataError
-from data.inputs import build_inputs
+from data.inputs import InputArrays, build_inputs
 from data.motion import FLIP_SIGNS, motion_arrays
 from data.motion_maps import MotionMapData
+from data.phases import DEFAULT_PHASES, phase_release
 from data.release import Release, au_multi_hot
 
 
@@ -51,16 +52,43 @@ def check_finite(motion: np.ndarray, subjects: list[str], names: list[str], sour
 
 
 def release_arrays(release: Release, *, motion: str, img_size: int, cache_dir: Path | None, workers: int,
-                   strict: bool, progress: bool) -> ModelArrays:
-    inputs = build_inputs(release, img_size=img_size, cache_dir=cache_dir, workers=workers, strict=strict,
-                          progress=progress)
-    maps, notes = motion_arrays(inputs, motion, cache_dir=cache_dir, progress=progress)
-    names = [s.filename for s in inputs.samples]
-    check_finite(maps, inputs.subjects, names, f"{motion} maps of {release.root}")
-    return ModelArrays(motion=maps, face=inputs.onset, labels=inputs.labels, subjects=list(inputs.subjects),
-                       names=names, aus=[s.aus for s in inputs.samples],
-                       flip_signs=FLIP_SIGNS[motion], notices=[*release.warnings, *inputs.warnings, *notes],
-                       skipped=[*release.skipped, *inputs.skipped])
+                   strict: bool, progress: bool, phases: Sequence[str] = DEFAULT_PHASES) -> ModelArrays:
+    """One map per phase of each clip (data.phases), stacked in the order of `phases`; a sample
+    enters when every phase could be built for it (the others are skipped, with the reason)."""
+    inputs, maps, notes, skipped = [], [], [], []
+    for phase in phases:
+        part, phase_notes = phase_release(release, phase, strict)
+        built = build_inputs(part, img_size=img_size, cache_dir=cache_dir, workers=workers, strict=strict,
+                             progress=progress)
+        phase_maps, motion_notes = motion_arrays(built, motion, cache_dir=cache_dir, progress=progress)
+        inputs.append(built)
+        maps.append(phase_maps)
+        notes += phase_notes + built.warnings + motion_notes
+        skipped += [s for s in [*part.skipped, *built.skipped] if s not in skipped]
+    keep = _kept_by_every_phase(inputs)
+    first = inputs[0]
+    names = [first.samples[i].filename for i in keep]
+    subjects = [first.subjects[i] for i in keep]
+    stacked = np.concatenate([m[rows] for m, rows in zip(maps, _rows_of(inputs, keep))], axis=1)  # (N, 3P, S, S)
+    check_finite(stacked, subjects, names, f"{motion} maps of {release.root}")
+    return ModelArrays(motion=stacked, face=first.onset[keep], labels=first.labels[keep], subjects=subjects,
+                       names=names, aus=[first.samples[i].aus for i in keep],
+                       flip_signs=FLIP_SIGNS[motion] * len(phases),
+                       notices=list(dict.fromkeys([*release.warnings, *notes])),
+                       skipped=[*release.skipped, *skipped])
+
+
+def _kept_by_every_phase(inputs: list[InputArrays]) -> list[int]:
+    """Rows of the first phase's samples that every phase built."""
+    built = [{s.key for s in phase.samples} for phase in inputs]
+    return [i for i, s in enumerate(inputs[0].samples) if all(s.key in keys for keys in built)]
+
+
+def _rows_of(inputs: list[InputArrays], keep: list[int]) -> list[list[int]]:
+    """For each phase, the rows holding the first phase's samples `keep`, in that order."""
+    wanted = [inputs[0].samples[i].key for i in keep]
+    rows = [{s.key: r for r, s in enumerate(phase.samples)} for phase in inputs]   # per phase: key -> row
+    return [[by_key[key] for key in wanted] for by_key in rows]
 
 
 def motion_map_arrays(maps: MotionMapData, *, motion: str) -> ModelArrays:

@@ -2,8 +2,9 @@
 
 The folder is what data.motion_maps reads (`--raf_path FOLDER` of the entry scripts):
 
-    index.csv                      subject,sample,label,motion,face,aus,dataset
-    <subject>/<sample>_motion.npy  (default style) or <sample>_flow.png (ststnet style)
+    index.csv                      subject,sample,label,motion[,motion_2],face,aus,dataset
+    <subject>/<sample>_motion.npy  (default style) or <sample>_flow.png (ststnet style); with
+                                   several --phases, the second phase's map in _motion_2.npy / _flow_2.png
     <subject>/<sample>_face.png    the face, 8-bit RGB, lossless
     export.json                    the settings the folder was made with
 
@@ -50,9 +51,10 @@ from tqdm import tqdm
 from data.action_units import format_action_units
 from data.apex import SPOT_VERSION, without_apexes
 from data.errors import DataError, check_map_size
-from data.inputs import PREPROCESS_VERSION, build_inputs
+from data.inputs import PREPROCESS_VERSION, InputArrays, build_inputs
 from data.motion import METHOD_LABELS, MOTION_VERSION, default_flow_method, motion_arrays
-from data.motion_maps import INDEX_NAME
+from data.motion_maps import INDEX_NAME, map_column
+from data.phases import DEFAULT_PHASES, phase_release
 from data.release import Release, Sample
 from utils.io import atomic_write_bytes, read_json, write_csv, write_json
 
@@ -62,7 +64,7 @@ MANIFEST = "export.json"
 EXPORT_VERSION = 1
 STSTNET_SIDE = 28
 DATASET = "casme2"
-COLUMNS = ("subject", "sample", "label", "motion", "face", "aus", "dataset")
+COLUMNS = ("subject", "sample", "label", "motion", "face", "aus", "dataset")   # motion_2 ... follow motion
 CHUNK = 16            # samples computed between writes: a kill loses at most this many
 
 
@@ -74,9 +76,11 @@ class ExportReport:
     notices: list[str] = field(default_factory=list)
 
 
-def export_settings(release: Release, *, style: str, motion: str, size: int, apex: str) -> dict:
+def export_settings(release: Release, *, style: str, motion: str, size: int, apex: str,
+                    phases: tuple[str, ...] = DEFAULT_PHASES) -> dict:
     """Everything that decides the folder's content; a resumed export must match it."""
     return {
+        **({"phases": list(phases)} if tuple(phases) != DEFAULT_PHASES else {}),
         "format": EXPORT_VERSION, "style": style, "motion": motion, "size": size, "apex": apex,
         "protocol": release.protocol.name, "release": str(Path(release.root).resolve()),
         "layout": release.layout, "sheet": str(release.sheet_path.resolve()),
@@ -113,10 +117,27 @@ def open_out_folder(out: Path, release_root: Path, settings: dict) -> None:
     write_json(manifest, settings)
 
 
-def sample_files(sample: Sample, style: str) -> tuple[str, str]:
-    """(motion, face) paths of a sample, relative to the folder."""
+def sample_files(sample: Sample, style: str, phases: int = 1) -> tuple[list[str], str]:
+    """([motion path of each phase], face path) of a sample, relative to the folder."""
     stem = f"{sample.subject}/{sample.filename}"
-    return (f"{stem}_motion.npy" if style == "default" else f"{stem}_flow.png"), f"{stem}_face.png"
+    base, suffix = (f"{stem}_motion", ".npy") if style == "default" else (f"{stem}_flow", ".png")
+    return [base + ("" if k == 1 else f"_{k}") + suffix for k in range(1, phases + 1)], f"{stem}_face.png"
+
+
+def _files_exist(out: Path, sample: Sample, style: str, phases: int) -> bool:
+    motion, face = sample_files(sample, style, phases)
+    return all((out / rel).is_file() for rel in [*motion, face])
+
+
+def _phase_maps(part: Release, phase: str, settings: dict, cache_dir: Path | None, workers: int
+                ) -> tuple[InputArrays, np.ndarray, list[str]]:
+    """(inputs, motion maps (n, 3, S, S), notices) of `phase` of the samples of `part` (strict)."""
+    cut, notes = phase_release(part, phase, strict=True)
+    inputs = build_inputs(cut, img_size=settings["size"], cache_dir=cache_dir, workers=workers, strict=True,
+                          progress=False)
+    maps, motion_notes = motion_arrays(inputs, settings["motion"], cache_dir=cache_dir,
+                                       method=settings["flow_method"])              # (n, 3, S, S)
+    return inputs, maps, notes + inputs.warnings + motion_notes
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -150,24 +171,22 @@ def _write_chunk(release: Release, chunk: list[Sample], out: Path, settings: dic
                  workers: int) -> list[str]:
     """Compute and write the files of `chunk`; returns the notices of the computation."""
     part = replace(release, samples=chunk)
-    inputs = build_inputs(part, img_size=settings["size"], cache_dir=cache_dir, workers=workers, strict=True,
-                          progress=False)
-    maps, notes = motion_arrays(inputs, settings["motion"], cache_dir=cache_dir,
-                                method=settings["flow_method"])                  # (n, 3, S, S)
-    for i, sample in enumerate(inputs.samples):
-        motion_rel, face_rel = sample_files(sample, settings["style"])
-        if settings["style"] == "default":
-            atomic_write_bytes(out / motion_rel, npy_bytes(maps[i]))
-            atomic_write_bytes(out / face_rel, png_bytes(inputs.onset[i]))
-        else:
-            atomic_write_bytes(out / motion_rel, png_bytes(ststnet_map(maps[i])))
-            atomic_write_bytes(out / face_rel, png_bytes(inputs.apex[i]))
-    return inputs.warnings + [n for n in notes if not n.startswith("motion:")]
+    phases = settings.get("phases", DEFAULT_PHASES)
+    computed = [_phase_maps(part, phase, settings, cache_dir, workers) for phase in phases]
+    inputs = computed[0][0]
+    for i, sample in enumerate(inputs.samples):   # strict: every phase holds every sample, in order
+        motion_rels, face_rel = sample_files(sample, settings["style"], len(phases))
+        for rel, (_, maps, _) in zip(motion_rels, computed):
+            data = npy_bytes(maps[i]) if settings["style"] == "default" else png_bytes(ststnet_map(maps[i]))
+            atomic_write_bytes(out / rel, data)
+        face = inputs.onset[i] if settings["style"] == "default" else inputs.apex[i]
+        atomic_write_bytes(out / face_rel, png_bytes(face))
+    return [n for _, _, notes in computed for n in notes if not n.startswith("motion:")]
 
 
 def export_release(release: Release, out: Path, *, style: str = "default", motion: str = "diff", size: int = 224,
                    apex: str = "annotated", cache_dir: Path | None = None, workers: int = 0,
-                   progress: bool = True) -> ExportReport:
+                   progress: bool = True, phases: tuple[str, ...] = DEFAULT_PHASES) -> ExportReport:
     """Write `release` as a motion-map folder in `out` (see the module docstring); resumable."""
     if style not in STYLES:
         raise DataError(f"--style {style!r}: valid values are {', '.join(STYLES)}")
@@ -179,10 +198,10 @@ def export_release(release: Release, out: Path, *, style: str = "default", motio
     if apex == "auto":
         release = without_apexes(release)
     out = Path(out)
-    settings = export_settings(release, style=style, motion=motion, size=size, apex=apex)
+    settings = export_settings(release, style=style, motion=motion, size=size, apex=apex, phases=tuple(phases))
     open_out_folder(out, release.root, settings)
 
-    todo = [s for s in release.samples if not all((out / rel).is_file() for rel in sample_files(s, style))]
+    todo = [s for s in release.samples if not _files_exist(out, s, style, len(phases))]
     notices: list[str] = []
     if motion == "flow":
         notices.append(f"motion: optical flow by {METHOD_LABELS[settings['flow_method']]} at {size}x{size} px")
@@ -199,10 +218,12 @@ def export_release(release: Release, out: Path, *, style: str = "default", motio
 
     rows = []
     for s in release.samples:
-        motion_rel, face_rel = sample_files(s, style)
-        rows.append([s.subject, s.filename, release.protocol.classes[s.label], motion_rel, face_rel,
+        motion_rels, face_rel = sample_files(s, style, len(phases))
+        rows.append([s.subject, s.filename, release.protocol.classes[s.label], *motion_rels, face_rel,
                      format_action_units(s.aus), DATASET])
-    write_csv(out / INDEX_NAME, COLUMNS, rows)
+    columns = ["subject", "sample", "label", *(map_column(k) for k in range(1, len(phases) + 1)),
+               *COLUMNS[COLUMNS.index("face"):]]
+    write_csv(out / INDEX_NAME, columns, rows)
     return ExportReport(written=len(todo), kept=len(release.samples) - len(todo),
                         spotted=sum(s.apex_path is None for s in release.samples),
                         notices=list(dict.fromkeys(notices)))

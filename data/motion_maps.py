@@ -105,8 +105,12 @@ class MotionMapData(DatasetSource):
         return [f"motion maps: {self.root}", f"maps per sample: {len(self.maps)} of {self.map_count} ({columns})"]
 
     def model_arrays(self, *, motion: str, img_size: int, cache_dir: Path | None, workers: int, strict: bool,
-                     progress: bool) -> "ModelArrays":
-        """The maps as they are: loading already sized them; nothing is cached."""
+                     progress: bool, phases: tuple[str, ...] = ("onset-apex",)) -> "ModelArrays":
+        """The maps as they are: loading already sized them; nothing is cached. A folder's maps are its
+        columns (--maps), not phases computed from frames."""
+        if tuple(phases) != ("onset-apex",):
+            raise DataError(f"{self.root}: --phases {','.join(phases)} computes maps from a release's frames; "
+                            f"a motion-map folder brings its maps as columns (choose them with --maps)")
         from data.arrays import motion_map_arrays  # data.arrays builds on this module
         return motion_map_arrays(self, motion=motion)
 

@@ -77,10 +77,10 @@ class Release(DatasetSource):
         return [f"sheet: {self.sheet_path}", f"layout: {self.layout}"]
 
     def model_arrays(self, *, motion: str, img_size: int, cache_dir: Path | None, workers: int, strict: bool,
-                     progress: bool) -> "ModelArrays":
+                     progress: bool, phases: tuple[str, ...] = ("onset-apex",)) -> "ModelArrays":
         from data.arrays import release_arrays  # data.arrays builds on this module
         return release_arrays(self, motion=motion, img_size=img_size, cache_dir=cache_dir, workers=workers,
-                              strict=strict, progress=progress)
+                              strict=strict, progress=progress, phases=phases)
 
     def fingerprint_settings(self, motion: str) -> dict:
         from data.inputs import PREPROCESS_VERSION  # both build on this module

@@ -51,8 +51,9 @@ class DatasetSource:
         raise NotImplementedError
 
     def model_arrays(self, *, motion: str, img_size: int, cache_dir: Path | None, workers: int, strict: bool,
-                     progress: bool) -> ModelArrays:
-        """The arrays a run trains on (`motion`: the motion representation the maps hold or are made into)."""
+                     progress: bool, phases: tuple[str, ...] = ("onset-apex",)) -> ModelArrays:
+        """The arrays a run trains on (`motion`: the motion representation the maps hold or are made into;
+        `phases`: the clip's phases that each give a map, data.phases)."""
         raise NotImplementedError
 
     def fingerprint_settings(self, motion: str) -> dict:

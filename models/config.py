@@ -13,6 +13,7 @@ MOTION_ONLY: tuple[str, ...] = ("linear", "ststnet")   # archs that read the mot
 VARIANTS: dict[str, dict] = {
     "amgcn": {},
     "mmnet": {"arch": "mmnet"},
+    "ststnet": {"arch": "ststnet"},
     "no-pos": {"use_pos": False},
     "no-gcn": {"use_gcn": False},
     "no-aa": {"use_aa": False},
