@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from data.action_units import ActionUnit
+from data.apex import spotting_record
 from data.errors import DataError
 from data.inputs import build_inputs
 from data.motion import FLIP_SIGNS, motion_arrays
@@ -33,6 +34,7 @@ class ModelArrays:
     notices: list[str]                                  # warnings and notes worth showing once
     skipped: list[str] = field(default_factory=list)    # why each left-out sample was skipped
     datasets: list[str] = field(default_factory=list)   # (N,) dataset of each sample; empty: a single dataset
+    apex_record: dict | None = None                     # spotted apexes (data.apex.spotting_record); None: maps given
 
     def au_targets(self, aus: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(N, K) float32 multi-hot over the AU nodes `aus`, and (N,) bool: which samples were AU-coded."""
@@ -60,7 +62,8 @@ def release_arrays(release: Release, *, motion: str, img_size: int, cache_dir: P
     return ModelArrays(motion=maps, face=inputs.onset, labels=inputs.labels, subjects=list(inputs.subjects),
                        names=names, aus=[s.aus for s in inputs.samples],
                        flip_signs=FLIP_SIGNS[motion], notices=[*release.warnings, *inputs.warnings, *notes],
-                       skipped=[*release.skipped, *inputs.skipped])
+                       skipped=[*release.skipped, *inputs.skipped],
+                       apex_record=spotting_record(release, inputs.spotted))
 
 
 def motion_map_arrays(maps: MotionMapData, *, motion: str) -> ModelArrays:

@@ -210,8 +210,7 @@ def _clip_errors(sigma: float, n_clips: int = 10) -> list[int]:
             strength = t / apex if t <= apex else (length - 1 - t) / (length - 1 - apex)
             img = render.face_at(strength) + rng.standard_normal((76, 64, 3)) * sigma
             frames.append(spot_face(np.clip(img + 0.5, 0, 255).astype(np.uint8), None))
-        numbers = list(range(1, length))
-        errors.append(spot_apex(numbers, frames[0], np.stack(frames[1:])) - apex)
+        errors.append(spot_apex(list(range(length)), np.stack(frames)) - apex)
     return errors
 
 
