@@ -119,6 +119,27 @@ def spotting_record(release: Release, spotted: dict[tuple[str, str], int]) -> di
             "within5": float(np.mean(np.asarray(distances) <= 5)) if distances else None}
 
 
+LENGTH_EDGES = (40, 80, 120)   # clip lengths (frames) where the by-length report starts a new group
+
+
+def length_group(frames: int) -> str:
+    """The by-length group of a clip of `frames` frames: '< 40', '40-79', '80-119' or '>= 120'."""
+    low = 0
+    for high in LENGTH_EDGES:
+        if frames < high:
+            return f"< {high}" if low == 0 else f"{low}-{high - 1}"
+        low = high
+    return f">= {low}"
+
+
+def errors_by_length(lengths: Sequence[int], errors: Sequence[int]) -> dict[str, dict[str, float]]:
+    """error_summary of the clips in each length group (clip lengths in frames), shortest first."""
+    groups: dict[str, list[int]] = {}
+    for length, error in sorted(zip(lengths, errors)):
+        groups.setdefault(length_group(length), []).append(error)
+    return {name: error_summary(group) for name, group in groups.items()}
+
+
 def error_summary(errors: Sequence[int]) -> dict[str, float]:
     """Mean and median absolute frame error and the share within 5 frames."""
     err = np.abs(np.asarray(errors, np.float64))

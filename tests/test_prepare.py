@@ -248,3 +248,9 @@ def test_spot_command_reports_and_writes_a_table(release_root, tmp_path):
     errors = [int(line.split(",")[-1]) for line in lines[1:]]
     summary = error_summary(errors)
     assert f"mean absolute error {summary['mean']:.2f} frames" in done.stdout and summary["within5"] == 1.0
+    out = done.stdout.splitlines()
+    groups = out[out.index("by clip length (frames):") + 1:out.index(next(l for l in out if l.startswith("largest")))]
+    assert sum(int(line.split(": ")[1].split()[0]) for line in groups) == len(errors)   # every clip in one group
+    worst = out[out.index(next(l for l in out if l.startswith("largest"))) + 1:]
+    assert len(worst) == min(10, len(errors))
+    assert abs(int(worst[0].rsplit("(", 1)[1].rstrip(")"))) == max(map(abs, errors))
