@@ -138,25 +138,28 @@ def generate_release(out: Path, *, layout: str = "cropped", subjects: int = 6,
         amplitude = float(rng.uniform(1.0, 3.0))
         dx, dy = displacement_field((w, h), c.motion_aus, amplitude)
         render = ClipRenderer(face, dx, dy)
+        scene = None
         if layout == "raw":
             if c.subject not in backgrounds:
                 backgrounds[c.subject] = _raw_background(seed, c.subject)
-            bg = backgrounds[c.subject]
-            x0, y0 = _raw_placement(seed, c.subject, (w, h))
-            m = mask[..., None]
+            scene = (backgrounds[c.subject], _raw_placement(seed, c.subject, (w, h)), mask[..., None])
         clip_dir = root / f"sub{c.subject:02d}" / c.filename
         clip_dir.mkdir(parents=True, exist_ok=True)
         for f in _frames_to_write(c, frames):
             img = render.face_at(_ramp(f, c.onset, c.true_apex, c.offset))
-            if layout == "raw":
-                full = bg.copy()
-                patch = full[y0:y0 + h, x0:x0 + w]
-                full[y0:y0 + h, x0:x0 + w] = patch * (1 - m) + img * m
-                img = full
-            img = shifted(img, drift_offset(c, f, drift, seed))
+            img = shifted(img if scene is None else _pasted(img, *scene), drift_offset(c, f, drift, seed))
             pixels = _noisy_uint8(img, _rng(seed, "noise", c.subject, c.filename, f), noise)
             _write_jpeg(clip_dir / f"{prefix}{f}.jpg", pixels)
     return out
+
+
+def _pasted(face: np.ndarray, background: np.ndarray, corner: tuple[int, int], mask: np.ndarray) -> np.ndarray:
+    """The raw camera frame: `face` (h, w, 3) blended by `mask` (h, w, 1) into a copy of `background` at `corner`."""
+    (x0, y0), (h, w) = corner, face.shape[:2]
+    full = background.copy()
+    patch = full[y0:y0 + h, x0:x0 + w]
+    full[y0:y0 + h, x0:x0 + w] = patch * (1 - mask) + face * mask
+    return full
 
 
 def _copy_sheet(sheet: Path, out: Path, layout: str, seed: int) -> list[Clip]:
