@@ -13,7 +13,8 @@ Method (`spot_apex`), on the clip's faces cropped as for the model:
 3. what a global translation and a brightness change explain of each residual (a least-squares
    fit on the baseline face's x and y gradients and a constant) is taken out;
 4. the residual's absolute value is averaged over a SPOT_GRID x SPOT_GRID grid of blocks,
-   and the frame's score is the mean of its SPOT_TOP share of highest blocks;
+   and the frame's score is the mean of its SPOT_TOP share of highest blocks, divided by the
+   sensor noise its residual carries (noise_scale: more near the ends than mid-clip);
 5. the scores are smoothed over time with a Gaussian of SPOT_SIGMA frames, weighted by frame
    number, so clips with gaps between frames are smoothed correctly;
 6. the apex is the frame after the onset with the highest smoothed score.
@@ -60,20 +61,39 @@ def top_block_mean(diff: np.ndarray, grid: int = SPOT_GRID, top: float = SPOT_TO
     return np.sort(blocks, axis=1)[:, -count:].mean(axis=1)                          # (T,)
 
 
-def baseline_residuals(numbers: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(T,) frame numbers, (T, H, W) faces -> (T - 1, H, W): frames 1.. minus the onset-offset line,
+def baseline_weights(numbers: np.ndarray) -> np.ndarray:
+    """(T,) frame numbers -> (T - 1, T): row i weighs the frames into frame i + 1's baseline point, the
+    onset-offset line through the means of the first and last SPOT_ENDS frames (step 2)."""
+    ends = max(1, min(SPOT_ENDS, len(numbers) // 3))        # the two ends never share a frame
+    t0, t1 = numbers[:ends].mean(), numbers[-ends:].mean()
+    along = (numbers[1:] - t0) / (t1 - t0)                                           # (T-1,)
+    weights = np.zeros((len(numbers) - 1, len(numbers)))
+    weights[:, :ends] = ((1.0 - along) / ends)[:, None]
+    weights[:, -ends:] += (along / ends)[:, None]
+    return weights
+
+
+def noise_scale(weights: np.ndarray) -> np.ndarray:
+    """(T - 1, T) baseline weights -> (T - 1,) sensor-noise std of each residual, in units of one frame's.
+
+    A frame near the clip's ends meets a baseline made of fewer frames' noise than one mid-clip;
+    dividing by this keeps pure noise from scoring higher near the ends."""
+    own = np.eye(weights.shape[1])[1:]                                               # (T-1, T)
+    return np.sqrt(((own - weights) ** 2).sum(axis=1))
+
+
+def baseline_residuals(faces: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(T, H, W) faces, (T - 1, T) baseline weights -> (T - 1, H, W): frames 1.. minus their baseline,
     then minus what a global shift and brightness change explain (steps 2-3 of the module docstring)."""
     faces = faces.astype(np.float32)
-    ends = max(1, min(SPOT_ENDS, len(numbers) // 3))        # the two ends never share a frame
-    start, end = faces[:ends].mean(axis=0), faces[-ends:].mean(axis=0)                # (H, W) each
-    t0, t1 = numbers[:ends].mean(), numbers[-ends:].mean()
-    along = ((numbers[1:] - t0) / (t1 - t0)).astype(np.float32)[:, None, None]        # (T-1, 1, 1)
-    residual = faces[1:] - (start + along * (end - start))                            # (T-1, H, W)
-    gy, gx = np.gradient(0.5 * (start + end))
+    t, h, w = faces.shape
+    flat = faces.reshape(t, -1)                                                      # (T, H*W)
+    residual = (flat[1:] - weights.astype(np.float32) @ flat).T                       # (H*W, T-1)
+    middle = 0.5 * (weights[0] + weights[-1]).astype(np.float32) @ flat               # (H*W,) baseline mid-clip
+    gy, gx = np.gradient(middle.reshape(h, w))
     basis = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size, np.float32)], axis=1)   # (H*W, 3)
-    flat = residual.reshape(len(residual), -1).T                                       # (H*W, T-1)
-    coef = np.linalg.lstsq(basis, flat, rcond=None)[0]                                 # (3, T-1)
-    return (flat - basis @ coef).T.reshape(residual.shape)
+    coef = np.linalg.lstsq(basis, residual, rcond=None)[0]                             # (3, T-1)
+    return (residual - basis @ coef).T.reshape(t - 1, h, w)
 
 
 def smooth_scores(numbers: Sequence[int], scores: np.ndarray, sigma: float = SPOT_SIGMA) -> np.ndarray:
@@ -95,7 +115,11 @@ def spot_apex(numbers: Sequence[int], faces: np.ndarray) -> int:
         raise ValueError("spot_apex needs the onset and at least one other frame")
     order = np.argsort(numbers, kind="stable")
     t = np.asarray(numbers, np.float64)[order]                             # (T,)
-    scores = top_block_mean(baseline_residuals(t, np.asarray(faces)[order]))   # (T-1,)
+    weights = baseline_weights(t)                                          # (T-1, T)
+    change = top_block_mean(baseline_residuals(np.asarray(faces)[order], weights))   # (T-1,)
+    scale = noise_scale(weights)
+    # a frame that is its own baseline (the last one of a short clip) has no residual: score 0
+    scores = np.divide(change, scale, out=np.zeros_like(change), where=scale > 1e-9)
     smoothed = smooth_scores(t[1:], scores)
     return int(t[1 + int(np.argmax(smoothed))])
 
