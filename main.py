@@ -21,6 +21,7 @@ import yaml
 from tqdm import tqdm
 
 from data.errors import DataError
+from data.apex import APEX_MODES, without_apexes
 from data.arrays import ModelArrays, center_maps
 from data.inputs import default_cache_dir
 from data.layout import LAYOUTS
@@ -140,6 +141,9 @@ def add_data_flags(g: argparse._ArgumentGroup, protocol: str) -> None:
     g.add_argument("--phases", type=phase_list, default=list(DEFAULT_PHASES),
                    help="for a release, the clip's phases that each give a motion map, stacked in this order: "
                         + ", ".join(PHASES) + " (the relaxation after the apex)")
+    g.add_argument("--apex", choices=APEX_MODES, default="annotated",
+                   help="annotated: the sheet's apex frame, spotted where missing; auto: spot every apex "
+                        "(data.apex), the annotations only measure it (summary.json 'apex')")
     g.add_argument("--maps", type=map_list,
                    help="for a motion-map folder, which of its map columns a sample stacks, e.g. 1,2 for motion "
                         "and motion_2 (default: every map column the folder has)")
@@ -350,12 +354,17 @@ def demo_release() -> Path:
 
 def open_dataset(args: argparse.Namespace, protocol: Protocol) -> DatasetSource:
     """A CASME II release, or a folder of precomputed motion maps (it holds index.csv)."""
+    auto = getattr(args, "apex", "annotated") == "auto"   # model files older than --apex lack it
     if args.raf_path is not None and is_motion_map_folder(args.raf_path):
+        if auto:
+            raise UsageError(f"--apex auto: {args.raf_path} holds motion maps, made already "
+                             f"(prepare.py export --apex auto spots the apexes of a release)")
         return load_motion_maps(args.raf_path, protocol, img_size=args.img_size, strict=args.strict, maps=args.maps)
     if args.maps is not None:
         raise UsageError("--maps picks the map columns of a motion-map folder (index.csv); "
                          f"{args.raf_path or 'the demo release'} is a release")
-    return load_release(args.raf_path, protocol, sheet=args.sheet, layout=args.layout, strict=args.strict)
+    release = load_release(args.raf_path, protocol, sheet=args.sheet, layout=args.layout, strict=args.strict)
+    return without_apexes(release) if auto else release
 
 
 def model_arrays(args: argparse.Namespace, dataset: DatasetSource, info: DistInfo) -> ModelArrays:
@@ -468,7 +477,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     run_folds(shares[info.rank], folds, data, cfg, settings, args, ckpt_dir, device, info)
     barrier(info)
     if info.is_main:
-        report(folds, data, cfg, protocol, args, skipped=arrays.skipped)
+        report(folds, data, cfg, protocol, args, skipped=arrays.skipped, apex=arrays.apex_record)
         if args.final:
             write_final_model(args, dataset, data, cfg, settings, device)
     return 0
@@ -695,10 +704,11 @@ def run_group(group: list[str], data: DatasetTensors, cfg: ModelConfig, settings
 
 
 def report(folds: list[str], data: DatasetTensors, cfg: ModelConfig, protocol: Protocol,
-           args: argparse.Namespace, skipped: Sequence[str] = ()) -> None:
+           args: argparse.Namespace, skipped: Sequence[str] = (), apex: dict | None = None) -> None:
     """Pool every fold's result file into the run folder's files and print the table.
 
-    `skipped`: why each sample left out of the run was skipped (recorded in summary.json).
+    `skipped`: why each sample left out of the run was skipped; `apex`: how many apexes were
+    spotted and how far from the annotated ones (data.apex.spotting_record); both recorded in summary.json.
     """
     run_dir = args.output
     missing = [s for s in folds if not fold_result_path(run_dir, s).exists()]
@@ -708,7 +718,7 @@ def report(folds: list[str], data: DatasetTensors, cfg: ModelConfig, protocol: P
                                      args.epochs) for s in folds]
     extra = {"protocol": protocol.name, "model": cfg.arch, "folds": folds, "epochs": args.epochs,
              "selection": f"best of {args.val_subjects} validation subjects" if args.val_subjects else "last epoch",
-             "model_config": asdict(cfg), "skipped": list(skipped)}
+             "model_config": asdict(cfg), "skipped": list(skipped), **({"apex": apex} if apex else {})}
     summary, fold_rows = write_results(run_dir, fold_results, data.labels.tolist(), data.subjects, data.names,
                                        protocol.classes, extra, data.datasets)
     log = run_dir / "log.jsonl"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.apex import error_summary
+from data.apex import error_summary, errors_by_length
 from data.errors import DataError
 from data.export import APEX_MODES, STYLES, export_release
 from data.phases import DEFAULT_PHASES, PHASES, parse_phases
@@ -27,6 +27,7 @@ from data.release import Release, load_release
 from utils.io import write_csv
 
 SPOT_COLUMNS = ("subject", "sample", "onset", "offset", "annotated_apex", "spotted_apex", "error")
+WORST_SHOWN = 10     # clips listed by `spot` under "largest errors"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +130,22 @@ def spot(args: argparse.Namespace) -> int:
           f"median {summary['median']:.1f}, within 5 frames {100 * summary['within5']:.1f}% "
           f"({len(release.samples) - len(annotated)} without an annotated apex not scored); "
           f"per sample: {args.out}")
+    print_spot_details(rows)
     return 0
+
+
+def print_spot_details(rows: list[list]) -> None:
+    """The error per clip-length group and the WORST_SHOWN clips with the largest errors
+    (rows: SPOT_COLUMNS)."""
+    lengths = [offset - onset + 1 for _, _, onset, offset, *_ in rows]
+    print("by clip length (frames):")
+    for group, s in errors_by_length(lengths, [row[-1] for row in rows]).items():
+        print(f"  {group:>7}: {s['n']} clips, mean absolute error {s['mean']:.2f}, median {s['median']:.1f}, "
+              f"within 5 frames {100 * s['within5']:.1f}%")
+    print(f"largest errors ({min(WORST_SHOWN, len(rows))} of {len(rows)} clips):")
+    for subject, name, onset, offset, annotated, spotted, error in sorted(rows, key=lambda r: -abs(r[-1]))[:WORST_SHOWN]:
+        print(f"  {subject} {name}: frames {onset}..{offset}, annotated apex {annotated}, "
+              f"spotted {spotted} ({error:+d})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

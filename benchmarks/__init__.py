@@ -1,1 +1,2 @@
-"""Speed measurements of the training and evaluation paths (`python -m benchmarks.bench`)."""
+"""Measurements: training and evaluation speed (`python -m benchmarks.bench`) and apex spotting under head
+drift and sensor noise (`python -m benchmarks.spotting`)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from data.action_units import ActionUnit
+from data.apex import spotting_record
 from data.errors import DataError
 from data.inputs import InputArrays, build_inputs
 from data.motion import FLIP_SIGNS, motion_arrays
@@ -34,6 +35,7 @@ class ModelArrays:
     notices: list[str]                                  # warnings and notes worth showing once
     skipped: list[str] = field(default_factory=list)    # why each left-out sample was skipped
     datasets: list[str] = field(default_factory=list)   # (N,) dataset of each sample; empty: a single dataset
+    apex_record: dict | None = None                     # spotted apexes (data.apex.spotting_record); None: maps given
 
     def au_targets(self, aus: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(N, K) float32 multi-hot over the AU nodes `aus`, and (N,) bool: which samples were AU-coded."""
@@ -75,7 +77,8 @@ def release_arrays(release: Release, *, motion: str, img_size: int, cache_dir: P
                        names=names, aus=[first.samples[i].aus for i in keep],
                        flip_signs=FLIP_SIGNS[motion] * len(phases),
                        notices=list(dict.fromkeys([*release.warnings, *notes])),
-                       skipped=[*release.skipped, *skipped])
+                       skipped=[*release.skipped, *skipped],
+                       apex_record=spotting_record(release, first.spotted))
 
 
 def _kept_by_every_phase(inputs: list[InputArrays]) -> list[int]:

@@ -49,7 +49,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.action_units import format_action_units
-from data.apex import SPOT_VERSION, without_apexes
+from data.apex import APEX_MODES, SPOT_VERSION, without_apexes
 from data.errors import DataError, check_map_size
 from data.inputs import PREPROCESS_VERSION, InputArrays, build_inputs
 from data.motion import METHOD_LABELS, MOTION_VERSION, default_flow_method, motion_arrays
@@ -59,7 +59,6 @@ from data.release import Release, Sample
 from utils.io import atomic_write_bytes, read_json, write_csv, write_json
 
 STYLES = ("default", "ststnet")
-APEX_MODES = ("annotated", "auto")
 MANIFEST = "export.json"
 EXPORT_VERSION = 1
 STSTNET_SIDE = 28

@@ -46,6 +46,8 @@ FACE_MARGIN = 0.10            # the Haar box grows by this fraction of its size 
 CENTRE_FRACTION = 0.75        # fallback crop: centred square, this fraction of the short side
 DETECT_SIDE = 240             # face detection runs on frames shrunk to this short side
 _FRAME_NAME = re.compile(r"^(?:reg_)?img(\d+)\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
+# the note of a spotted apex (written by preprocess_sample, replayed on cache hits) names its frame
+_SPOTTED_NOTE = re.compile(r": no annotated apex; using frame (\d+) \(")
 
 
 @dataclass
@@ -59,6 +61,7 @@ class InputArrays:
     cache_hits: int = 0
     cache_misses: int = 0
     skipped: list[str] = field(default_factory=list)   # why each skipped sample was skipped
+    spotted: dict[tuple[str, str], int] = field(default_factory=dict)   # sample key -> spotted apex frame
 
 
 def default_cache_dir() -> Path:
@@ -236,7 +239,7 @@ def find_apex(sample: Sample, onset_frame: np.ndarray, box: tuple[int, int, int,
               strict: bool) -> ApexSearch:
     """Spot the apex among the readable frames of onset..offset (data.apex.spot_apex)."""
     found = ApexSearch()
-    numbers, faces = [], []
+    numbers, faces = [sample.onset], [spot_face(onset_frame, box)]
     for n, path in clip_frames(sample).items():
         if n == sample.onset:
             continue
@@ -250,8 +253,8 @@ def find_apex(sample: Sample, onset_frame: np.ndarray, box: tuple[int, int, int,
             continue
         numbers.append(n)
         faces.append(spot_face(frame, box))
-    if numbers:
-        found.frame = spot_apex(numbers, spot_face(onset_frame, box), np.stack(faces))
+    if len(numbers) > 1:
+        found.frame = spot_apex(numbers, np.stack(faces))
         found.path = clip_frames(sample)[found.frame]
     return found
 
@@ -290,7 +293,7 @@ def preprocess_sample(index: int, sample: Sample, img_size: int, method: str,
                          f"{sample.onset}..{sample.offset} is readable in {sample.frame_dir}; skipped")
             return res
         res.notes.append(f"{_name(sample)}: no annotated apex; using frame {found.frame} "
-                         f"({METHOD_NOTE} frame {sample.onset})")
+                         f"({METHOD_NOTE} {sample.onset}..{sample.offset})")
         apex_path = found.path
     apex_frame = _read(apex_path)
     if apex_frame is None:
@@ -372,6 +375,15 @@ def _save_entry(path: Path, onset: np.ndarray, apex: np.ndarray, notes: list[str
     atomic_write(path, write, durable=False)
 
 
+def spotted_frame(notes: list[str]) -> int | None:
+    """The apex frame a sample's notes say was spotted; None when its apex was annotated."""
+    for note in notes:
+        found = _SPOTTED_NOTE.search(note)
+        if found:
+            return int(found.group(1))
+    return None
+
+
 def _worker_init() -> None:
     cv2.setNumThreads(1)  # the pool provides the parallelism
 
@@ -433,11 +445,21 @@ def build_inputs(release: Release, *, img_size: int = 224, cache_dir: Path | Non
         _preprocess_misses(todo, samples, img_size, method, strict, workers, finish)
     finally:
         bar.close()
-    for i in range(len(samples)):
-        warnings.extend(notes[i])
-        if errors[i]:
-            warnings.append(errors[i])
-    return _without_skipped(release, onset, apex, errors, warnings, len(todo))
+    return _collected(release, onset, apex, notes, errors, warnings, len(todo))
+
+
+def _collected(release: Release, onset: np.ndarray, apex: np.ndarray, notes: list[list[str]],
+               errors: list[str | None], warnings: list[str], misses: int) -> InputArrays:
+    """The InputArrays of build_inputs: every sample's notes and errors among the warnings, the
+    spotted apexes recorded, the skipped samples left out."""
+    for sample_notes, error in zip(notes, errors):
+        warnings.extend(sample_notes)
+        if error:
+            warnings.append(error)
+    arrays = _without_skipped(release, onset, apex, errors, warnings, misses)
+    frames = [spotted_frame(n) if e is None else None for n, e in zip(notes, errors)]
+    arrays.spotted = {s.key: f for s, f in zip(release.samples, frames) if f is not None}
+    return arrays
 
 
 def _preprocess_misses(todo: list[int], samples: list[Sample], img_size: int, method: str, strict: bool,

@@ -50,6 +50,9 @@ class Release(DatasetSource):
     excluded: dict[str, int]    # emotion -> rows left out by the protocol
     skipped: list[str]          # samples skipped (missing frames), with reason
     frames_root: Path | None = None   # folder holding subNN/
+    # --apex auto: the sheet's apexes, dropped so that every apex is spotted (data.apex.without_apexes),
+    # kept only to measure the spotted ones; None: the sheet's apexes are used
+    dropped_apexes: dict[tuple[str, str], int] | None = None
 
     uses_cache = True   # its frames are preprocessed into the cache
 
@@ -85,7 +88,12 @@ class Release(DatasetSource):
     def fingerprint_settings(self, motion: str) -> dict:
         from data.inputs import PREPROCESS_VERSION  # both build on this module
         from data.motion import MOTION_VERSION, default_flow_method
+        from data.apex import SPOT_VERSION
         settings = {"dataset": "release", "layout": self.layout, "preprocess_version": PREPROCESS_VERSION}
+        if self.dropped_apexes is not None:
+            settings["apex"] = "auto"
+        if any(s.apex_path is None for s in self.samples):   # the spotting rule chose some inputs
+            settings["spot_version"] = SPOT_VERSION
         if motion == "flow":
             settings.update(flow_method=default_flow_method(), motion_version=MOTION_VERSION)
         return settings

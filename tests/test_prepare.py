@@ -210,8 +210,7 @@ def _clip_errors(sigma: float, n_clips: int = 10) -> list[int]:
             strength = t / apex if t <= apex else (length - 1 - t) / (length - 1 - apex)
             img = render.face_at(strength) + rng.standard_normal((76, 64, 3)) * sigma
             frames.append(spot_face(np.clip(img + 0.5, 0, 255).astype(np.uint8), None))
-        numbers = list(range(1, length))
-        errors.append(spot_apex(numbers, frames[0], np.stack(frames[1:])) - apex)
+        errors.append(spot_apex(list(range(length)), np.stack(frames)) - apex)
     return errors
 
 
@@ -249,3 +248,9 @@ def test_spot_command_reports_and_writes_a_table(release_root, tmp_path):
     errors = [int(line.split(",")[-1]) for line in lines[1:]]
     summary = error_summary(errors)
     assert f"mean absolute error {summary['mean']:.2f} frames" in done.stdout and summary["within5"] == 1.0
+    out = done.stdout.splitlines()
+    groups = out[out.index("by clip length (frames):") + 1:out.index(next(l for l in out if l.startswith("largest")))]
+    assert sum(int(line.split(": ")[1].split()[0]) for line in groups) == len(errors)   # every clip in one group
+    worst = out[out.index(next(l for l in out if l.startswith("largest"))) + 1:]
+    assert len(worst) == min(10, len(errors))
+    assert abs(int(worst[0].rsplit("(", 1)[1].rstrip(")"))) == max(map(abs, errors))

@@ -4,13 +4,14 @@
 frame folders in one of the four layouts the loader accepts. Every clip shows the same
 drawn face, still except for sensor noise and a subtle (1-3 px) displacement inside the
 AU boxes of `utils.face_regions` for the clip's action units, ramping up from the onset
-to the apex and back down to the offset. The class is carried by that motion alone, so a
+to the apex and back down to the offset; optionally the whole face also drifts (a head
+moving by a chosen number of pixels over each clip). The class is carried by that motion alone, so a
 model can only learn it from the onset/apex difference, as with the real data.
 
 Command line:
     python -m data.synthetic OUT [--layout cropped|cropped-updated|raw|simple]
         [--subjects N] [--per-subject M] [--sheet PATH] [--sheet-version 2014|2019]
-        [--size W H] [--seed S] [--frames all|key]
+        [--size W H] [--seed S] [--frames all|key] [--noise SIGMA] [--drift PX]
 
 Modules: `faces` (the drawn face), `movement` (how the AUs move it), `plan` (the clips and
 the sheet), `write` (a release on disk), `export` (a release as a motion-map folder),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from data.errors import DataError
 from data.layout import LAYOUTS
-from data.synthetic.write import generate_release
+from data.synthetic.write import NOISE_SIGMA, generate_release
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,12 +25,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", choices=("all", "key"), default=None,
                    help="all frames onset..offset, or only key frames (default: key with --sheet)")
+    p.add_argument("--noise", type=float, default=NOISE_SIGMA, help="sensor noise sigma, grey levels")
+    p.add_argument("--drift", type=float, default=0.0,
+                   help="head drift over each clip, px: the whole face moves smoothly from the onset to the offset")
     args = p.parse_args(argv)
     try:
         root = generate_release(args.out, layout=args.layout, subjects=args.subjects,
                                 per_subject=args.per_subject, sheet=args.sheet,
                                 sheet_version=args.sheet_version, size=tuple(args.size),
-                                seed=args.seed, frames=args.frames)
+                                seed=args.seed, frames=args.frames,
+                                noise=args.noise, drift=args.drift)
     except (DataError, ValueError) as exc:  # bad --sheet contents, bad argument values
         print(f"error: {exc}", file=sys.stderr)
         return 2

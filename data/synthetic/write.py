@@ -20,9 +20,33 @@ NOISE_SIGMA = 1.5           # sensor noise, grey levels
 KEY_STEP = 4                # frame spacing written around an unknown ('/') apex with frames='key'
 
 
-def _noisy_uint8(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    noise = rng.standard_normal(img.shape, dtype=np.float32) * NOISE_SIGMA
+def _noisy_uint8(img: np.ndarray, rng: np.random.Generator, sigma: float = NOISE_SIGMA) -> np.ndarray:
+    noise = rng.standard_normal(img.shape, dtype=np.float32) * sigma
     return np.clip(img + noise + 0.5, 0, 255).astype(np.uint8)
+
+
+def drift_offset(c: Clip, frame: int, drift: float, seed: int) -> tuple[float, float]:
+    """(dx, dy) px of the whole frame at `frame`: a head drift growing smoothly from 0 at the onset
+    to `drift` px at the offset, in a direction drawn per clip.
+
+    The growth is a raised cosine (slow start, fastest mid-clip, slow end), not a line, so that a
+    spotting rule cannot cancel it exactly by interpolating between the clip's end frames."""
+    if drift <= 0 or c.offset <= c.onset:
+        return 0.0, 0.0
+    angle = float(_rng(seed, "drift", c.subject, c.filename).uniform(0.0, 2.0 * np.pi))
+    u = min(max((frame - c.onset) / (c.offset - c.onset), 0.0), 1.0)
+    length = drift * 0.5 * (1.0 - np.cos(np.pi * u))
+    return length * float(np.cos(angle)), length * float(np.sin(angle))
+
+
+def shifted(img: np.ndarray, offset: tuple[float, float]) -> np.ndarray:
+    """The image moved by a sub-pixel (dx, dy); Lanczos keeps the moved frame as sharp as the still one."""
+    dx, dy = offset
+    if dx == 0 and dy == 0:
+        return img
+    h, w = img.shape[:2]
+    move = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(img, move, (w, h), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT)
 
 
 def _frames_to_write(c: Clip, frames: str) -> list[int]:
@@ -74,18 +98,22 @@ def generate_release(out: Path, *, layout: str = "cropped", subjects: int = 6,
                      sheet_version: str = "2019", size: tuple[int, int] = (96, 112),
                      seed: int = 0, emotions: Sequence[str] | None = None,
                      frames: str | None = None,
-                     clip_len: tuple[int, int] = (24, 80)) -> Path:
+                     clip_len: tuple[int, int] = (24, 80), noise: float = NOISE_SIGMA,
+                     drift: float = 0.0) -> Path:
     """Write a synthetic release under `out` and return its root (`out`).
 
     size: face crop (W, H) in pixels; in the raw layout the face is pasted at that size
     into a 640x480 frame. frames: 'all' writes every frame onset..offset (default with the
     generator's own sheet); 'key' writes onset, apex and offset only, plus every
     KEY_STEP-th frame of clips whose apex is '/' (default with `sheet`, for speed).
+    noise: sensor noise sigma, grey levels. drift: head drift over each clip, px (drift_offset).
     """
     sheet_version = str(sheet_version)
     frames = frames or ("key" if sheet is not None else "all")
     w, h = int(size[0]), int(size[1])
     _check_release_args(layout, sheet_version, frames, (w, h))
+    if not (noise >= 0 and drift >= 0):
+        raise ValueError(f"noise and drift must not be negative, got {noise} and {drift}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -110,23 +138,28 @@ def generate_release(out: Path, *, layout: str = "cropped", subjects: int = 6,
         amplitude = float(rng.uniform(1.0, 3.0))
         dx, dy = displacement_field((w, h), c.motion_aus, amplitude)
         render = ClipRenderer(face, dx, dy)
+        scene = None
         if layout == "raw":
             if c.subject not in backgrounds:
                 backgrounds[c.subject] = _raw_background(seed, c.subject)
-            bg = backgrounds[c.subject]
-            x0, y0 = _raw_placement(seed, c.subject, (w, h))
-            m = mask[..., None]
+            scene = (backgrounds[c.subject], _raw_placement(seed, c.subject, (w, h)), mask[..., None])
         clip_dir = root / f"sub{c.subject:02d}" / c.filename
         clip_dir.mkdir(parents=True, exist_ok=True)
         for f in _frames_to_write(c, frames):
             img = render.face_at(_ramp(f, c.onset, c.true_apex, c.offset))
-            if layout == "raw":
-                full = bg.copy()
-                patch = full[y0:y0 + h, x0:x0 + w]
-                full[y0:y0 + h, x0:x0 + w] = patch * (1 - m) + img * m
-                img = full
-            _write_jpeg(clip_dir / f"{prefix}{f}.jpg", _noisy_uint8(img, _rng(seed, "noise", c.subject, c.filename, f)))
+            img = shifted(img if scene is None else _pasted(img, *scene), drift_offset(c, f, drift, seed))
+            pixels = _noisy_uint8(img, _rng(seed, "noise", c.subject, c.filename, f), noise)
+            _write_jpeg(clip_dir / f"{prefix}{f}.jpg", pixels)
     return out
+
+
+def _pasted(face: np.ndarray, background: np.ndarray, corner: tuple[int, int], mask: np.ndarray) -> np.ndarray:
+    """The raw camera frame: `face` (h, w, 3) blended by `mask` (h, w, 1) into a copy of `background` at `corner`."""
+    (x0, y0), (h, w) = corner, face.shape[:2]
+    full = background.copy()
+    patch = full[y0:y0 + h, x0:x0 + w]
+    full[y0:y0 + h, x0:x0 + w] = patch * (1 - mask) + face * mask
+    return full
 
 
 def _copy_sheet(sheet: Path, out: Path, layout: str, seed: int) -> list[Clip]:
