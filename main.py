@@ -20,7 +20,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from data.errors import DataError
+from data.errors import MAX_MAP_SIZE, DataError
 from data.arrays import ModelArrays, center_maps
 from data.inputs import default_cache_dir
 from data.layout import LAYOUTS
@@ -58,7 +58,7 @@ NUMBER_RANGES = {
     "batch_size": ("--batch_size", 2, 100_000, "batch norm cannot train on a batch of one sample"),
     "eval_batch_size": ("--eval-batch-size", 1, 100_000),
     "epochs": ("--epochs", 1, 100_000),
-    "img_size": ("--img-size", 1, 2048),                # the lower bound is the model's (MIN_IMG_SIZE)
+    "img_size": ("--img-size", 1, MAX_MAP_SIZE),        # the lower bound is the model's (MIN_IMG_SIZE)
     "seed": ("--seed", 0, 2**31 - 1),
     "val_subjects": ("--val-subjects", 0, 100_000),     # the dataset sets the real bound (check_trainable)
     "workers": ("--workers", 0, CPUS),

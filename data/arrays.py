@@ -33,6 +33,7 @@ class ModelArrays:
     notices: list[str]                                  # warnings and notes worth showing once
     skipped: list[str] = field(default_factory=list)    # why each left-out sample was skipped
     datasets: list[str] = field(default_factory=list)   # (N,) dataset of each sample; empty: a single dataset
+    file_kind: str = "frames"                           # what the maps were read from (data.map_reading)
 
     def au_targets(self, aus: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(N, K) float32 multi-hot over the AU nodes `aus`, and (N,) bool: which samples were AU-coded."""
@@ -70,7 +71,8 @@ def motion_map_arrays(maps: MotionMapData, *, motion: str) -> ModelArrays:
                        names=list(maps.names), aus=maps.aus, flip_signs=FLIP_SIGNS[motion],
                        notices=list(maps.warnings), skipped=list(maps.skipped),
                        # one dataset: its parts would repeat the whole (as subjects keep their names)
-                       datasets=list(maps.datasets) if len(set(maps.datasets)) > 1 else [])
+                       datasets=list(maps.datasets) if len(set(maps.datasets)) > 1 else [],
+                       file_kind=maps.file_kind)
 
 
 def center_maps(motion: np.ndarray) -> np.ndarray:

@@ -55,6 +55,7 @@ from data.motion import METHOD_LABELS, MOTION_VERSION, default_flow_method, moti
 from data.motion_maps import INDEX_NAME
 from data.release import Release, Sample
 from utils.io import atomic_write_bytes, read_json, write_csv, write_json
+from utils.paths import dataset_path
 
 STYLES = ("default", "ststnet")
 APEX_MODES = ("annotated", "auto")
@@ -119,6 +120,14 @@ def sample_files(sample: Sample, style: str) -> tuple[str, str]:
     return (f"{stem}_motion.npy" if style == "default" else f"{stem}_flow.png"), f"{stem}_face.png"
 
 
+def output_path(out: Path, relative: str, sample: Sample) -> Path:
+    """Where a sample's file goes: inside --out, whatever its sheet cells say (utils.paths.dataset_path)."""
+    try:
+        return dataset_path(out, relative)
+    except ValueError as exc:
+        raise DataError(f"{sample.subject} {sample.filename} (sheet row {sample.row}): output file {exc}") from None
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     """(3, H, W) uint8 RGB -> PNG file contents."""
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb.transpose(1, 2, 0)[..., ::-1]))
@@ -155,13 +164,13 @@ def _write_chunk(release: Release, chunk: list[Sample], out: Path, settings: dic
     maps, notes = motion_arrays(inputs, settings["motion"], cache_dir=cache_dir,
                                 method=settings["flow_method"])                  # (n, 3, S, S)
     for i, sample in enumerate(inputs.samples):
-        motion_rel, face_rel = sample_files(sample, settings["style"])
+        motion_file, face_file = (output_path(out, rel, sample) for rel in sample_files(sample, settings["style"]))
         if settings["style"] == "default":
-            atomic_write_bytes(out / motion_rel, npy_bytes(maps[i]))
-            atomic_write_bytes(out / face_rel, png_bytes(inputs.onset[i]))
+            atomic_write_bytes(motion_file, npy_bytes(maps[i]))
+            atomic_write_bytes(face_file, png_bytes(inputs.onset[i]))
         else:
-            atomic_write_bytes(out / motion_rel, png_bytes(ststnet_map(maps[i])))
-            atomic_write_bytes(out / face_rel, png_bytes(inputs.apex[i]))
+            atomic_write_bytes(motion_file, png_bytes(ststnet_map(maps[i])))
+            atomic_write_bytes(face_file, png_bytes(inputs.apex[i]))
     return inputs.warnings + [n for n in notes if not n.startswith("motion:")]
 
 
