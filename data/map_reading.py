@@ -30,6 +30,7 @@ FILE_KINDS = ("png", "npy", "frames", "mixed")
 NORMALISATIONS = ("per-image", "fixed")
 FULL_RANGE_SLACK = 1.5 / 255     # an 8-bit channel at 0 and 255 reads as -1 and +1, give or take rounding
 PER_IMAGE_SHARE = 0.9            # maps stretched to the full range that make a folder per-image normalised
+SIGN_TOLERANCE = 0.02           # a third channel below this is negative (not optical strain)
 POSITION_MARGIN = 0.1            # how far beyond the training maps' positions a map may sit
 POSITION_PERCENTILES = (2, 98)
 RANGE_FACTOR = 4                 # fixed-scale maps reaching this many times the training maps' largest value
@@ -91,9 +92,30 @@ def record_problem(record: object) -> str | None:
     return None
 
 
+def sign_problem(record: dict, motion: np.ndarray, other: str) -> str | None:
+    """For fixed-scale maps and training maps: why the third channel's sign shows another kind, or None.
+    A training third channel that never went negative is optical strain; one that did is not."""
+    trained_low = record["range"][2][0]
+    third = motion[:, 2].reshape(len(motion), -1)                          # (N, S*S)
+    negative = third.min(1) < -SIGN_TOLERANCE
+    if trained_low >= -SIGN_TOLERANCE and negative.mean() > 0.5:
+        return (f"the third channel has negative values, which the model's training maps never had "
+                f"(optical strain is never negative): these look like {other}")
+    if trained_low < -SIGN_TOLERANCE and (~negative & (third.max(1) > SIGN_TOLERANCE)).mean() > 0.5:
+        return (f"the third channel is never negative, as optical strain is, where the model's training maps "
+                f"went down to {trained_low:.3g}: these look like {other}")
+    return None
+
+
 def kind_problem(record: dict, motion: np.ndarray, kind: str) -> str | None:
-    """Why maps (N, 3, S, S) cannot be of the model's motion `kind` given the training maps' `record`:
-    most of them place their third channel's median where the training maps never did."""
+    """Why maps (N, 3, S, S) cannot be of the model's motion `kind` given the training maps' `record`: on a
+    fixed scale, the third channel's sign differs from the training maps'; on any scale, most of them place
+    their third channel's median where the training maps never did."""
+    other = "difference images" if kind == "flow" else "flow maps"
+    if record["normalisation"] == "fixed" and normalisation(motion) == "fixed":
+        problem = sign_problem(record, motion, other)
+        if problem:
+            return f"{problem}, but the model was trained on {kind} maps"
     low, high = record["position"][2]
     third = median_positions(motion)[:, 2]
     third = third[np.isfinite(third)]
@@ -102,7 +124,6 @@ def kind_problem(record: dict, motion: np.ndarray, kind: str) -> str | None:
     outside = (third < low - POSITION_MARGIN) | (third > high + POSITION_MARGIN)
     if outside.mean() <= 0.5:
         return None
-    other = "difference images" if kind == "flow" else "flow maps"
     return (f"the third channel's median sits at {np.median(third):.2f} of its range, where the model's "
             f"training maps had it at {low:.2f}..{high:.2f}: these look like {other}, but the model was "
             f"trained on {kind} maps")

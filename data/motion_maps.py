@@ -271,13 +271,17 @@ def _index_records(index: Path, table: list[tuple[int, list[str]]], columns: dic
                         _cell_path(root, value, "face", where) if value["face"] else None, dataset))
     if not seen:
         raise DataError(f"{index}: no data lines below the header (line {header_line})")
-    if named and unnamed:   # a nameless part would hold subjects that may be another part's
-        raise DataError(f"{index} line {unnamed[0]}: blank 'dataset' while line {named[0]} names one; "
-                        "name the dataset on every line or on none")
-    if with_face and without_face:
-        raise DataError(f"{index} line {without_face[0]}: empty 'face' while line {with_face[0]} "
-                        f"gives one; give a face on every line or on none")
+    # a nameless part would hold subjects that may be another part's
+    _check_every_or_none(index, "dataset", named, unnamed, "name the dataset")
+    _check_every_or_none(index, "face", with_face, without_face, "give a face")
     return records, excluded, aus_warnings, bool(with_face)
+
+
+def _check_every_or_none(index: Path, column: str, given: list[int], blank: list[int], advice: str) -> None:
+    """DataError when some lines fill `column` and others leave it blank (line numbers in `given`, `blank`)."""
+    if given and blank:
+        raise DataError(f"{index} line {blank[0]}: blank '{column}' while line {given[0]} gives one; "
+                        f"{advice} on every line or on none")
 
 
 def _cell_dataset(value: dict[str, str], where: str) -> str:
