@@ -141,7 +141,7 @@ def load_release(raf_path: Path, protocol: Protocol, *, sheet: Path | None = Non
 def clip_folder(frames_root: Path, row: SheetRow, sheet_path: Path) -> Path:
     """The frame folder of a sheet row, which its Filename cell must not lead out of (utils.paths.dataset_path)."""
     try:
-        return dataset_path(frames_root, f"{row.subject}/{row.filename}")
+        return dataset_path(frames_root / row.subject, row.filename)   # the subject is always 'subNN'
     except ValueError as exc:
         raise DataError(f"{sheet_path.name} row {row.row}, column 'Filename': {exc}") from None
 
