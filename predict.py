@@ -350,8 +350,10 @@ def check_maps(inputs: Inputs, loaded: LoadedModel, stated: str | None, export: 
     if record is None:
         guess_map_kind(inputs, loaded, stated, export, what)
         return
-    if record["count"] != 1:
-        raise UsageError(f"{what}: the model reads {record['count']} motion maps per sample, this input gives one")
+    given = inputs.motion.shape[1] // 3
+    if record["count"] != given:
+        raise UsageError(f"{what}: the model reads {record['count']} motion map(s) per sample, this input gives "
+                         f"{given}")
     problem = kind_problem(record, inputs.motion, kind)
     if problem:
         raise UsageError(f"{what}: {problem}")

@@ -16,7 +16,7 @@ with it instead of guessing from the values alone:
                    map's third channel has its median near its minimum (0.0-0.3); a difference
                    image's third channel (blue) has it near the middle (0.3-0.8)
     centred        whether each map's per-channel median was subtracted (--center-maps)
-    count          motion maps per sample
+    count          motion maps per sample (M: the arrays hold 3M channels, 'range' and 'position' a pair each)
 
 Knows nothing of models or files: it describes arrays.
 """
@@ -64,15 +64,16 @@ def normalisation(motion: np.ndarray) -> str:
     return "per-image" if full_range_share(motion) >= PER_IMAGE_SHARE else "fixed"
 
 
-def describe_maps(motion: np.ndarray, kind_of_file: str, centred: bool, count: int = 1) -> dict:
-    """The record (see the module docstring) of maps (N, 3, S, S) as read, before any centring."""
+def describe_maps(motion: np.ndarray, kind_of_file: str, centred: bool) -> dict:
+    """The record (see the module docstring) of maps (N, 3M, S, S) as read (M maps stacked), before any
+    centring; 'range' and 'position' hold one pair per channel."""
     flat = motion.reshape(*motion.shape[:2], -1)
     positions = median_positions(motion)
     spread = [[round(float(v), 4) for v in np.nanpercentile(positions[:, c], POSITION_PERCENTILES)]
               if np.isfinite(positions[:, c]).any() else [0.0, 1.0] for c in range(positions.shape[1])]
     return {"file_kind": kind_of_file, "normalisation": normalisation(motion),
             "range": [[float(flat[:, c].min()), float(flat[:, c].max())] for c in range(flat.shape[1])],
-            "position": spread, "centred": bool(centred), "count": int(count)}
+            "position": spread, "centred": bool(centred), "count": motion.shape[1] // 3}
 
 
 def record_problem(record: object) -> str | None:
@@ -81,14 +82,14 @@ def record_problem(record: object) -> str | None:
         return f"not a record of how the maps were read (needs {', '.join(KEYS)})"
     if record["file_kind"] not in FILE_KINDS or record["normalisation"] not in NORMALISATIONS:
         return f"file kind {record['file_kind']!r} / normalisation {record['normalisation']!r} unknown"
-    for key in ("range", "position"):
-        pairs = record[key]
-        if not (isinstance(pairs, list) and len(pairs) == 3 and all(
-                isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and np.isfinite(v)
-                                                            for v in p) and p[0] <= p[1] for p in pairs)):
-            return f"'{key}' is not three [low, high] pairs"
     if not (isinstance(record["count"], int) and record["count"] >= 1 and isinstance(record["centred"], bool)):
         return "'count' or 'centred' is not a map count and a flag"
+    for key in ("range", "position"):
+        pairs = record[key]
+        if not (isinstance(pairs, list) and len(pairs) == 3 * record["count"] and all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and np.isfinite(v)
+                                                            for v in p) and p[0] <= p[1] for p in pairs)):
+            return f"'{key}' is not {3 * record['count']} [low, high] pairs (three per map)"
     return None
 
 
@@ -108,9 +109,9 @@ def sign_problem(record: dict, motion: np.ndarray, other: str) -> str | None:
 
 
 def kind_problem(record: dict, motion: np.ndarray, kind: str) -> str | None:
-    """Why maps (N, 3, S, S) cannot be of the model's motion `kind` given the training maps' `record`: on a
-    fixed scale, the third channel's sign differs from the training maps'; on any scale, most of them place
-    their third channel's median where the training maps never did."""
+    """Why maps (N, 3M, S, S) cannot be of the model's motion `kind` given the training maps' `record`: on a
+    fixed scale, the first map's third channel's sign differs from the training maps'; on any scale, most of
+    them place that channel's median where the training maps never did."""
     other = "difference images" if kind == "flow" else "flow maps"
     if record["normalisation"] == "fixed" and normalisation(motion) == "fixed":
         problem = sign_problem(record, motion, other)
