@@ -36,13 +36,13 @@ class TrainingError(RuntimeError):
 class DatasetTensors:
     """Model inputs of every sample, built once per run and kept on the device.
 
-    motion: (N, 3, S, S) float32 motion map (difference image or flow)
+    motion: (N, 3M, S, S) float32: M motion maps (difference image or flow) stacked
     face:   (N, 3, g, g) float32, ImageNet-normalised onset face at the position grid g
             (zeros when the dataset has no faces; the position branch is then off)
     labels: (N,) int64; au: (N, K) float32 multi-hot over the model's AU nodes
     au_known: (N,) bool, True where the sample's AUs were coded (rows without coding are
             left out of the AU loss and of the adjacency statistics)
-    flip_signs: (1, 3, 1, 1) sign of each motion channel when a sample is mirrored
+    flip_signs: (1, 3M, 1, 1) sign of each motion channel when a sample is mirrored
     """
 
     motion: torch.Tensor
@@ -58,11 +58,11 @@ class DatasetTensors:
     @classmethod
     def from_arrays(cls, motion: np.ndarray, face: np.ndarray | None, labels: np.ndarray, au: np.ndarray,
                     subjects: list[str], names: list[str], device: torch.device, grid: int,
-                    flip_signs: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                    flip_signs: tuple[float, ...] = (1.0, 1.0, 1.0),
                     au_known: np.ndarray | None = None, datasets: list[str] | None = None) -> "DatasetTensors":
         """`grid`: the position branch's token grid (ModelConfig.grid); faces are pooled to it once.
         `au_known` (N,) bool: which samples have AU coding (default: all)."""
-        motion_t = torch.from_numpy(np.asarray(motion, dtype=np.float32)).to(device)  # (N, 3, S, S)
+        motion_t = torch.from_numpy(np.asarray(motion, dtype=np.float32)).to(device)  # (N, 3M, S, S)
         if face is None:
             face_t = torch.zeros(len(motion_t), 3, grid, grid, device=device)
         else:
@@ -80,7 +80,7 @@ class DatasetTensors:
                       else torch.from_numpy(np.asarray(au_known, dtype=bool))).to(device),
             subjects=list(subjects),
             names=list(names),
-            flip_signs=torch.tensor(flip_signs, dtype=torch.float32, device=device).view(1, 3, 1, 1),
+            flip_signs=torch.tensor(flip_signs, dtype=torch.float32, device=device).view(1, -1, 1, 1),
             datasets=list(datasets or []),
         )
 
@@ -357,7 +357,7 @@ class Batch:
     """One training batch. With mixup, sample i is `lam` of row idx[i] and 1 - lam of row
     partner[i]; its loss is mixed the same way."""
     idx: torch.Tensor                   # (B,) rows of DatasetTensors
-    motion: torch.Tensor                # (B, 3, S, S)
+    motion: torch.Tensor                # (B, 3M, S, S)
     face: torch.Tensor                  # (B, 3, g, g)
     partner: torch.Tensor | None = None  # (B,) rows mixed in, or None
     lam: float = 1.0
@@ -388,7 +388,7 @@ def training_batches(data: DatasetTensors, train_idx: torch.Tensor, motion_scale
     for start in range(0, batches_per_epoch(len(perm), batch_size) * batch_size, batch_size):
         idx = perm[start:start + batch_size]
         flip = flips[start:start + len(idx)]
-        motion = _random_flip(data.motion[idx], flip, data.flip_signs) / motion_scale  # (B, 3, S, S)
+        motion = _random_flip(data.motion[idx], flip, data.flip_signs) / motion_scale  # (B, 3M, S, S)
         face = _random_flip(data.face[idx], flip)                      # (B, 3, g, g)
         if shift > 0:
             motion = random_shift(motion, shift, generator)
@@ -477,11 +477,11 @@ def class_probabilities(model: torch.nn.Module, motion: torch.Tensor, face: torc
 
 def fold_statistics(data: DatasetTensors, train_idx: torch.Tensor, cfg: ModelConfig, settings: TrainSettings
                     ) -> tuple[torch.Tensor, torch.Tensor, ClassTerms]:
-    """(adjacency (K, K), motion_scale (1, 3, 1, 1), the loss's class terms) from the training samples only."""
+    """(adjacency (K, K), motion_scale (1, 3M, 1, 1), the loss's class terms) from the training samples only."""
     coded_idx = train_idx[data.au_known[train_idx]]
     adjacency = cooccurrence_adjacency(data.au[coded_idx].cpu(), cfg.adj_threshold, cfg.adj_reweight)
     classes = class_terms(data.labels[train_idx], cfg.num_classes, settings)
-    motion_scale = data.motion[train_idx].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)  # (1, 3, 1, 1)
+    motion_scale = data.motion[train_idx].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)  # (1, 3M, 1, 1)
     return adjacency, motion_scale, classes
 
 

@@ -33,7 +33,7 @@ from data.source import DatasetSource
 from engine import (FINAL_FOLD, DatasetTensors, TrainingError, TrainSettings, load_pretrained, read_checkpoint,
                     run_fold, train_final, untrainable)
 from fold_group import fold_groups, run_fold_group
-from models import ARCHS, MIN_IMG_SIZE, READOUTS, ModelConfig, build_model
+from models import ARCHS, MIN_IMG_SIZE, MOTION_ONLY, READOUTS, ModelConfig, build_model
 from utils.distributed import DistInfo, assign_folds, barrier, init_distributed, shutdown, threads_per_process
 from utils.face_regions import AU_REGIONS, DEFAULT_AUS
 from utils.io import (append_jsonl, atomic_torch_save, error_text, read_json, read_jsonl, read_yaml, write_json,
@@ -140,6 +140,9 @@ def add_data_flags(g: argparse._ArgumentGroup, protocol: str) -> None:
     g.add_argument("--center-maps", action="store_true",
                    help="subtract each motion map's per-channel median (for maps normalised per image, "
                         "such as STSTNet-style flow images, whose zero motion is a different grey in each)")
+    g.add_argument("--maps", type=map_list,
+                   help="for a motion-map folder, which of its map columns a sample stacks, e.g. 1,2 for motion "
+                        "and motion_2 (default: every map column the folder has)")
     g.add_argument("--cache-dir", type=Path, help=f"preprocessed-input cache (default {default_cache_dir()})")
     g.add_argument("--workers", type=int, default=0, help="processes decoding frames when the cache is built")
     g.add_argument("--strict", action="store_true", help="a missing or unreadable frame is an error, not a skip")
@@ -197,7 +200,8 @@ def add_training_flags(g: argparse._ArgumentGroup, defaults: dict) -> None:
 
 def add_model_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--model", choices=ARCHS, default="amgcn",
-                   help="mmnet = position + motion only; linear = one linear layer on the motion map (the floor)")
+                   help="mmnet = position + motion only; linear = one linear layer on the motion map (the floor); "
+                        "ststnet = the shallow three-stream flow CNN of Liong et al. (2019)")
     g.add_argument("--no-pos", action="store_true", help="drop the position (ViT) branch")
     g.add_argument("--no-gcn", action="store_true", help="drop the AU graph branch (and AA)")
     g.add_argument("--no-aa", action="store_true", help="drop the AU attention module")
@@ -351,7 +355,10 @@ def demo_release() -> Path:
 def open_dataset(args: argparse.Namespace, protocol: Protocol) -> DatasetSource:
     """A CASME II release, or a folder of precomputed motion maps (it holds index.csv)."""
     if args.raf_path is not None and is_motion_map_folder(args.raf_path):
-        return load_motion_maps(args.raf_path, protocol, img_size=args.img_size, strict=args.strict)
+        return load_motion_maps(args.raf_path, protocol, img_size=args.img_size, strict=args.strict, maps=args.maps)
+    if args.maps is not None:
+        raise UsageError("--maps picks the map columns of a motion-map folder (index.csv); "
+                         f"{args.raf_path or 'the demo release'} is a release")
     return load_release(args.raf_path, protocol, sheet=args.sheet, layout=args.layout, strict=args.strict)
 
 
@@ -371,7 +378,7 @@ def model_arrays(args: argparse.Namespace, dataset: DatasetSource, info: DistInf
 def model_config(args: argparse.Namespace, num_classes: int, arrays: ModelArrays) -> ModelConfig:
     use_pos = not args.no_pos
     au_loss_weight = args.au_loss_weight
-    if arrays.face is None and use_pos and args.model != "linear":
+    if arrays.face is None and use_pos and args.model not in MOTION_ONLY:
         emit("notice: the dataset has no faces; the position branch is switched off")
         use_pos = False
     if arrays.aus is None and not args.no_gcn and args.model == "amgcn":
@@ -383,7 +390,8 @@ def model_config(args: argparse.Namespace, num_classes: int, arrays: ModelArrays
                        au_loss_weight=au_loss_weight, label_smoothing=args.label_smoothing,
                        width=args.width, dropout=args.dropout,
                        embed_dim=args.embed_dim, vit_depth=args.vit_depth, vit_heads=args.vit_heads,
-                       aus=graph_aus(args), readout=args.readout, linear_path=args.linear_path)
+                       aus=graph_aus(args), readout=args.readout, linear_path=args.linear_path,
+                       maps=arrays.motion.shape[1] // 3)
 
 
 def train_settings(args: argparse.Namespace, device: torch.device) -> TrainSettings:
@@ -551,6 +559,17 @@ def au_list(text: str) -> list[int]:
 def graph_aus(args: argparse.Namespace) -> tuple[int, ...]:
     """The AU graph's nodes: --aus, or the default list."""
     return tuple(args.aus) if getattr(args, "aus", None) else DEFAULT_AUS
+
+
+def map_list(text: str) -> list[int]:
+    """'1,2,4' -> [1, 2, 4] (argparse type of --maps): distinct map columns, 1 = motion, 2 = motion_2, ..."""
+    try:
+        maps = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated map numbers such as 1,2,4, got {text!r}") from None
+    if len(set(maps)) != len(maps) or not all(1 <= k <= 99 for k in maps):
+        raise argparse.ArgumentTypeError(f"expected distinct map numbers from 1 to 99, got {text!r}")
+    return maps
 
 
 def seed_list(text: str) -> list[int]:

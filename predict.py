@@ -144,7 +144,7 @@ def load_model(path: Path, device: torch.device) -> LoadedModel:
     graph = getattr(model, "graph", None)
     adjacency = graph.adjacency.numpy() if graph is not None else np.eye(len(cfg.aus), dtype=np.float32)
     return LoadedModel(model=model.to(device).eval(), cfg=cfg, classes=classes, adjacency=adjacency,
-                       motion_scale=scale.float().reshape(1, 3, 1, 1).to(device), preprocessing=preprocessing,
+                       motion_scale=scale.float().reshape(1, -1, 1, 1).to(device), preprocessing=preprocessing,
                        source=source)
 
 
@@ -191,7 +191,8 @@ def folder_reading(args: argparse.Namespace, centred: bool, held_out: str) -> di
     """How a checkpoint's training maps were read (data.map_reading), from the training subjects of its
     motion-map folder (checkpoints do not record it); None when the folder cannot be read as the fold read it."""
     try:
-        maps = load_motion_maps(args.raf_path, get_protocol(args.protocol), img_size=args.img_size)
+        maps = load_motion_maps(args.raf_path, get_protocol(args.protocol), img_size=args.img_size,
+                                maps=getattr(args, "maps", None))
     except (DataError, TypeError, ValueError):
         return None
     training = np.array([s != held_out for s in maps.subjects])
@@ -467,7 +468,7 @@ def to_tensors(inputs: Inputs, loaded: LoadedModel, device: torch.device) -> Dat
     face = inputs.face if loaded.cfg.pos_on else None   # a model without the position branch reads no face
     return DatasetTensors.from_arrays(inputs.motion, face, np.zeros(n, np.int64), np.zeros((n, len(loaded.cfg.aus))),
                                       [""] * n, inputs.names, device, loaded.cfg.grid,
-                                      flip_signs=FLIP_SIGNS[loaded.preprocessing["motion"]])
+                                      flip_signs=FLIP_SIGNS[loaded.preprocessing["motion"]] * loaded.cfg.maps)
 
 
 def table(inputs: Inputs, loaded: LoadedModel, probs: np.ndarray, au_probs: np.ndarray | None

@@ -46,7 +46,8 @@ SIDES = "LRTBAU"
 INTENSITIES = "ABCDE"
 MAX_CELL_CHARS = 500   # SAMM's longest cells are under 60 characters
 MAX_AU_DIGITS = 3      # FACS numbers stop below 100
-_CODE = re.compile(rf"([{SIDES}]?)(?:AU)?\s*(\d{{1,{MAX_AU_DIGITS}}})([{INTENSITIES}]?)", re.IGNORECASE)  # 12, L10, A14C
+# 12, L10, AU12, A14C
+_CODE = re.compile(rf"([{SIDES}]?)(?:AU)?\s*(\d{{1,{MAX_AU_DIGITS}}})([{INTENSITIES}]?)", re.IGNORECASE)
 _SIDE = re.compile(rf"[{SIDES}]", re.IGNORECASE)                                      # the 'A' of 'A/L12'
 _LETTER = re.compile(rf"[{SIDES}{INTENSITIES}]", re.IGNORECASE)                        # the 'B' of '10A/B'
 _WORDS = re.compile(r"[A-Za-z]{2,}(?:[\s'-]+[A-Za-z]+)*")                                # 'soft focus'

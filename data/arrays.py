@@ -23,13 +23,13 @@ from data.release import Release, au_multi_hot
 
 @dataclass
 class ModelArrays:
-    motion: np.ndarray                                  # (N, 3, S, S) float32 motion map
+    motion: np.ndarray                                  # (N, 3M, S, S) float32: M motion maps stacked
     face: np.ndarray | None                             # (N, 3, S, S) uint8 RGB onset face; None if unknown
     labels: np.ndarray                                  # (N,) int64
     subjects: list[str]                                 # (N,)
     names: list[str]                                    # (N,) sample (file) names
     aus: list[frozenset[ActionUnit] | None] | None      # (N,) AU sets (None: not coded); None without AU labels
-    flip_signs: tuple[float, float, float]              # per-channel sign of a left-right mirrored map
+    flip_signs: tuple[float, ...]                       # (3M,) per-channel sign of a left-right mirrored map
     notices: list[str]                                  # warnings and notes worth showing once
     skipped: list[str] = field(default_factory=list)    # why each left-out sample was skipped
     datasets: list[str] = field(default_factory=list)   # (N,) dataset of each sample; empty: a single dataset
@@ -43,7 +43,7 @@ class ModelArrays:
 
 
 def check_finite(motion: np.ndarray, subjects: list[str], names: list[str], source: str) -> None:
-    """DataError naming the first sample whose (3, S, S) motion map holds NaN or inf."""
+    """DataError naming the first sample whose (3M, S, S) motion maps hold NaN or inf."""
     bad = np.flatnonzero(~np.isfinite(motion.reshape(len(motion), -1)).all(axis=1))
     if len(bad):
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
@@ -68,7 +68,8 @@ def motion_map_arrays(maps: MotionMapData, *, motion: str) -> ModelArrays:
     """`motion` says what the folder's maps hold; it only decides how mirroring treats them."""
     check_finite(maps.motion, maps.subjects, maps.names, str(maps.root))
     return ModelArrays(motion=maps.motion, face=maps.face, labels=maps.labels, subjects=list(maps.subjects),
-                       names=list(maps.names), aus=maps.aus, flip_signs=FLIP_SIGNS[motion],
+                       names=list(maps.names), aus=maps.aus,
+                       flip_signs=FLIP_SIGNS[motion] * (maps.motion.shape[1] // 3),   # u negated in every map
                        notices=list(maps.warnings), skipped=list(maps.skipped),
                        # one dataset: its parts would repeat the whole (as subjects keep their names)
                        datasets=list(maps.datasets) if len(set(maps.datasets)) > 1 else [],
@@ -76,12 +77,12 @@ def motion_map_arrays(maps: MotionMapData, *, motion: str) -> ModelArrays:
 
 
 def center_maps(motion: np.ndarray) -> np.ndarray:
-    """(N, 3, S, S) maps minus each map's per-channel median.
+    """(N, 3M, S, S) maps minus each map's per-channel median.
 
     Maps normalised per image (the STSTNet convention: each channel min-max scaled to 0-255)
     put "no motion" at a different grey level in every image; most of a face does not move,
     so the median of a channel is that image's zero. Subtracting it makes zero mean the same
     thing in every sample. A per-sample operation: it uses nothing of other samples.
     """
-    median = np.median(motion.reshape(*motion.shape[:2], -1), axis=2)   # (N, 3)
+    median = np.median(motion.reshape(*motion.shape[:2], -1), axis=2)   # (N, 3M)
     return (motion - median[:, :, None, None]).astype(np.float32)

@@ -2,7 +2,7 @@
 
 A motion-map folder holds `index.csv` with the columns
 
-    subject,sample,label,motion,face[,aus][,dataset]
+    subject,sample,label,motion,face[,motion_2,...,motion_K][,aus][,dataset]
 
 - subject: kept exactly as written ('006', 'sub06' and 's06' are three people). Subjects
   define the LOSO folds.
@@ -30,6 +30,10 @@ A motion-map folder holds `index.csv` with the columns
            rescaling; it is resized only when its side differs from S. A .npy of another
            shape or dtype, or with NaN/inf values, is skipped like an unreadable image; one
            whose values pass +-MAX_MAP_VALUE (no motion map's scale comes near) is an error.
+- motion_2 ... motion_K: optional further maps of the same sample (another phase of the clip,
+           another flow computation), read like `motion`; a sample's maps are stacked in column
+           order as 3K channels. Columns come without gaps (motion_3 needs motion_2), every row
+           fills every map column, and a sample's map files have one size.
 - face:    the sample's (onset) face image, or empty. Grey faces are expanded to RGB.
            Either every row gives a face or none does.
 - aus:     optional action units as in the sheets ('4+L10', '12', 'none', blank; SAMM's
@@ -44,6 +48,7 @@ Line numbers in messages count the header as line 1.
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,6 +73,13 @@ INDEX_NAME = "index.csv"
 REQUIRED = ("subject", "sample", "label", "motion", "face")
 OPTIONAL = ("aus", "dataset")
 MAX_MAP_VALUE = 1e4   # flow in percent of the face side stays within +-100, differences within +-1
+MAP_COLUMN = re.compile(r"motion_([2-9]|[1-9][0-9])")   # motion_2 ... motion_99
+
+
+def map_column(k: int) -> str:
+    """The index.csv column of map k (1-based): motion, motion_2, motion_3, ..."""
+    return "motion" if k == 1 else f"motion_{k}"
+
 _WHY = {"missing": "not found", "unreadable": "cannot be read as an image",
         "bad-npy": "cannot be read as a .npy array",
         "not-motion": "is not a finite float array of shape (H, W, 3) or (3, H, W)",
@@ -84,11 +96,13 @@ class MotionMapData(DatasetSource):
     labels: np.ndarray                   # (N,) int64
     aus: list[frozenset[ActionUnit] | None] | None   # (N,), None per uncoded row; None without an aus column
     datasets: list[str]                  # (N,) the `dataset` column ('' without one)
-    motion: np.ndarray                   # (N, 3, S, S) float32 in [-1, 1]
+    motion: np.ndarray                   # (N, 3M, S, S) float32: the M chosen maps of each sample, stacked
     face: np.ndarray | None              # (N, 3, S, S) uint8 RGB, None without faces
     warnings: list[str] = field(default_factory=list)
     excluded: dict[str, int] = field(default_factory=dict)   # emotion -> rows left out
     skipped: list[str] = field(default_factory=list)         # rows skipped (missing files)
+    maps: tuple[int, ...] = (1,)         # the map columns used (1-based: 1 = motion, 2 = motion_2, ...)
+    map_count: int = 1                   # how many map columns the folder has
     file_kind: str = "png"               # the motion files: 'png' (images), 'npy' or 'mixed'
 
     def au_multi_hot(self, aus: Sequence[int]) -> np.ndarray:
@@ -96,7 +110,8 @@ class MotionMapData(DatasetSource):
         return au_multi_hot([a or frozenset() for a in self.aus or [None] * len(self.names)], aus)
 
     def describe(self) -> list[str]:
-        return [f"motion maps: {self.root}"]
+        columns = ", ".join(map_column(k) for k in self.maps)
+        return [f"motion maps: {self.root}", f"maps per sample: {len(self.maps)} of {self.map_count} ({columns})"]
 
     def model_arrays(self, *, motion: str, img_size: int, cache_dir: Path | None, workers: int, strict: bool,
                      progress: bool) -> "ModelArrays":
@@ -105,7 +120,8 @@ class MotionMapData(DatasetSource):
         return motion_map_arrays(self, motion=motion)
 
     def fingerprint_settings(self, motion: str) -> dict:
-        return {"dataset": "motion maps"}
+        # the map columns only when they are not the single `motion` column, so one-map runs keep their fingerprint
+        return {"dataset": "motion maps", **({"maps": list(self.maps)} if self.maps != (1,) else {})}
 
     def provenance(self) -> dict:
         from utils.model_file import maps_export  # it reads the export.json data.export writes
@@ -159,9 +175,14 @@ def _read_motion(path: Path, size: int) -> np.ndarray | str:
 
     An image is read as RGB scaled to [-1, 1]; a .npy file's values are kept as they are.
     """
+    raw = _read_motion_file(path)
+    return raw if isinstance(raw, str) else _fit_motion(raw, path, size)
+
+
+def _read_motion_file(path: Path) -> np.ndarray | str:
+    """The motion file as stored: an image (H, W, 3) RGB in [0, 1], a .npy (3, H, W); or why not."""
     if path.suffix.lower() != ".npy":
-        img = _read_image(path, colour=True)
-        return img if isinstance(img, str) else _resize(img, size) * 2.0 - 1.0
+        return _read_image(path, colour=True)
     if not path.is_file():
         return "missing"
     try:
@@ -173,11 +194,21 @@ def _read_motion(path: Path, size: int) -> np.ndarray | str:
     chw = arr.astype(np.float32) if arr.shape[2] != 3 else arr.astype(np.float32).transpose(2, 0, 1)
     if not np.isfinite(chw).all():
         return "not-motion"
-    if np.abs(chw).max() > MAX_MAP_VALUE:
-        return "too-large"
-    if chw.shape[1:] == (size, size):
-        return np.ascontiguousarray(chw)                                   # exact values, no resampling
-    return _resize(chw.transpose(1, 2, 0), size)
+    return "too-large" if np.abs(chw).max() > MAX_MAP_VALUE else chw
+
+
+def _stored_size(raw: np.ndarray, path: Path) -> tuple[int, int]:
+    """(H, W) of a motion file as _read_motion_file returned it."""
+    return raw.shape[1:] if path.suffix.lower() == ".npy" else raw.shape[:2]
+
+
+def _fit_motion(raw: np.ndarray, path: Path, size: int) -> np.ndarray:
+    """(3, size, size) float32 map of a stored motion file (see _read_motion)."""
+    if path.suffix.lower() != ".npy":
+        return _resize(raw, size) * 2.0 - 1.0
+    if raw.shape[1:] == (size, size):
+        return np.ascontiguousarray(raw)                                   # exact values, no resampling
+    return _resize(raw.transpose(1, 2, 0), size)
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
@@ -203,11 +234,12 @@ def _read_index(index: Path) -> list[tuple[int, list[str]]]:
 
 
 def _index_columns(index: Path, header_line: int, header: list[str]) -> dict[str, int]:
-    """Column name -> cell index of index.csv's header; DataError for a missing or repeated column."""
+    """Column name -> cell index of index.csv's header; DataError for a missing or repeated column
+    or a gap among the map columns."""
     columns: dict[str, int] = {}
     for i, name in enumerate(header):
         key = name.strip().lower()
-        if key in REQUIRED + OPTIONAL:
+        if key in REQUIRED + OPTIONAL or MAP_COLUMN.fullmatch(key):
             if key in columns:
                 raise DataError(f"{index} line {header_line}: column '{key}' appears twice")
             columns[key] = i
@@ -216,18 +248,43 @@ def _index_columns(index: Path, header_line: int, header: list[str]) -> dict[str
         raise DataError(f"{index} line {header_line}: missing column(s) {', '.join(missing)} "
                         f"(needs {','.join(REQUIRED)}, optional {','.join(OPTIONAL)}; "
                         f"found: {', '.join(h.strip() for h in header if h.strip()) or 'nothing'})")
+    count = _map_count(columns)
+    gap = sorted(c for c in columns if MAP_COLUMN.fullmatch(c) and int(c.split("_")[1]) > count)
+    if gap:
+        raise DataError(f"{index} line {header_line}: column '{gap[0]}' without '{map_column(count + 1)}'; "
+                        f"map columns run motion, motion_2, motion_3, ... without gaps")
     return columns
 
 
+def _map_count(columns: dict[str, int]) -> int:
+    """How many map columns run without a gap from `motion`."""
+    count = 1
+    while map_column(count + 1) in columns:
+        count += 1
+    return count
+
+
+def _chosen_maps(index: Path, count: int, maps: Sequence[int] | None) -> tuple[int, ...]:
+    """The map columns a run reads (1-based); every one of the folder's when `maps` is None."""
+    if maps is None:
+        return tuple(range(1, count + 1))
+    beyond = [k for k in maps if not 1 <= k <= count]
+    if beyond:
+        raise DataError(f"--maps {','.join(map(str, maps))}: {index} has {count} map column(s) "
+                        f"({', '.join(map_column(k) for k in range(1, count + 1))}), no map {beyond[0]}")
+    return tuple(maps)
+
+
 def _index_records(index: Path, table: list[tuple[int, list[str]]], columns: dict[str, int], protocol: Protocol,
-                   header_line: int) -> tuple[list[tuple], Counter[str], list[str], bool]:
+                   header_line: int, maps: tuple[int, ...]) -> tuple[list[tuple], Counter[str], list[str], bool]:
     """(records, emotions left out by the protocol, AU warnings, whether lines give faces) of index.csv's lines.
 
-    A record: (line, subject, name, label, aus, motion path, face path or None, dataset).
+    A record: (line, subject, name, label, aus, motion paths of the chosen maps, face path or None, dataset).
     """
     root = index.parent
     has_aus = "aus" in columns
-    records = []   # (line, subject, name, label, aus, motion path, face path or None)
+    records = []   # (line, subject, name, label, aus, motion paths, face path or None, dataset)
+    map_columns = [map_column(k) for k in maps]
     excluded: Counter[str] = Counter()
     aus_warnings: list[str] = []   # stray words skipped in the aus column
     seen: dict[tuple[str, str], int] = {}
@@ -238,7 +295,7 @@ def _index_records(index: Path, table: list[tuple[int, list[str]]], columns: dic
     for line, cells in table[1:]:
         value = {c: (cells[i].strip() if i < len(cells) else "") for c, i in columns.items()}
         where = f"{index} line {line}"
-        for col in ("subject", "sample", "label", "motion"):
+        for col in ("subject", "sample", "label", *map_columns):
             if not value[col]:
                 raise DataError(f"{where}: blank '{col}'")
         for col in ("subject", "sample"):  # names reach messages and logs: one line each
@@ -267,7 +324,8 @@ def _index_records(index: Path, table: list[tuple[int, list[str]]], columns: dic
         if label is None:
             excluded[value["label"].strip().lower()] += 1
             continue
-        records.append((line, subject, name, label, aus, _cell_path(root, value, "motion", where),
+        motion_paths = tuple(_cell_path(root, value, column, where) for column in map_columns)
+        records.append((line, subject, name, label, aus, motion_paths,
                         _cell_path(root, value, "face", where) if value["face"] else None, dataset))
     if not seen:
         raise DataError(f"{index}: no data lines below the header (line {header_line})")
@@ -300,25 +358,43 @@ def _cell_path(root: Path, value: dict[str, str], column: str, where: str) -> Pa
         raise DataError(f"{where}: '{column}' {exc}") from None
 
 
-def _read_images(index: Path, records: list[tuple], img_size: int, use_face: bool, strict: bool
-                 ) -> tuple[np.ndarray, np.ndarray | None, list[int], list[str]]:
-    """(motion (N, 3, S, S), faces (N, 3, S, S) or None, indices of the records kept, skip messages)."""
+def _read_sample_maps(where: str, paths: tuple[Path, ...], columns: list[str], img_size: int
+                      ) -> np.ndarray | str:
+    """(3M, S, S) float32: a sample's maps stacked in column order; or why one cannot be read.
+    DataError for a grey map or maps of different sizes."""
+    stored = []
+    for path, column in zip(paths, columns):
+        raw = _read_motion_file(path)
+        if isinstance(raw, str) and raw == "grey":
+            raise DataError(f"{where}: motion image {path} has a single (grey) channel; "
+                            f"motion maps need 3 channels")
+        if isinstance(raw, str) and raw == "too-large":   # not a damaged file to pass over: wrong data
+            raise DataError(f"{where}: motion file {path} {_WHY[raw]}")
+        if isinstance(raw, str):
+            return f"motion image {path} {_WHY[raw]}"
+        stored.append(raw)
+        first, size = _stored_size(stored[0], paths[0]), _stored_size(raw, path)
+        if size != first:
+            raise DataError(f"{where}: '{column}' map {path} is {size[0]}x{size[1]} but '{columns[0]}' "
+                            f"is {first[0]}x{first[1]}; a sample's maps must have one size")
+    return np.concatenate([_fit_motion(raw, path, img_size) for raw, path in zip(stored, paths)])
+
+
+def _read_images(index: Path, records: list[tuple], img_size: int, use_face: bool, strict: bool,
+                 maps: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None, list[int], list[str]]:
+    """(motion (N, 3M, S, S), faces (N, 3, S, S) or None, indices of the records kept, skip messages)."""
     n_max = len(records)
-    motion = np.empty((n_max, 3, img_size, img_size), np.float32)            # (N, 3, S, S)
+    columns = [map_column(k) for k in maps]
+    motion = np.empty((n_max, 3 * len(maps), img_size, img_size), np.float32)   # (N, 3M, S, S)
     face = np.empty((n_max, 3, img_size, img_size), np.uint8) if use_face else None
     kept: list[int] = []
     skipped: list[str] = []
-    for k, (line, subject, name, _label_, _aus, motion_path, face_path, _dataset) in enumerate(records):
+    for k, (line, subject, name, _label_, _aus, motion_paths, face_path, _dataset) in enumerate(records):
         where = f"{index} line {line} ({subject} {name})"
         problem = None
-        img = _read_motion(motion_path, img_size)
-        if isinstance(img, str) and img == "grey":
-            raise DataError(f"{where}: motion image {motion_path} has a single (grey) channel; "
-                            f"motion maps need 3 channels")
-        if isinstance(img, str) and img == "too-large":   # not a damaged file to pass over: wrong data
-            raise DataError(f"{where}: motion file {motion_path} {_WHY[img]}")
+        img = _read_sample_maps(where, motion_paths, columns, img_size)
         if isinstance(img, str):
-            problem = f"motion image {motion_path} {_WHY[img]}"
+            problem = img
         else:
             motion[k] = img
         if problem is None and face_path is not None:
@@ -340,10 +416,12 @@ def _read_images(index: Path, records: list[tuple], img_size: int, use_face: boo
     return motion, face, kept, skipped
 
 
-def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
-                     strict: bool = False) -> MotionMapData:
+def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int, strict: bool = False,
+                     maps: Sequence[int] | None = None) -> MotionMapData:
     """Read a motion-map folder: index.csv plus its images, resized to img_size.
 
+    `maps`: the map columns to read (1-based: 1 = motion, 2 = motion_2, ...), stacked in that
+    order; None reads every map column the folder has.
     Raises DataError with one line naming the file and line on bad input.
     """
     root = Path(root)
@@ -358,8 +436,10 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
     table = _read_index(index)
     header_line, header = table[0]
     columns = _index_columns(index, header_line, header)
-    records, excluded, aus_warnings, use_face = _index_records(index, table, columns, protocol, header_line)
-    motion, face, kept, skipped = _read_images(index, records, img_size, use_face, strict)
+    chosen_maps = _chosen_maps(index, _map_count(columns), maps)
+    records, excluded, aus_warnings, use_face = _index_records(index, table, columns, protocol, header_line,
+                                                               chosen_maps)
+    motion, face, kept, skipped = _read_images(index, records, img_size, use_face, strict, chosen_maps)
 
     chosen = [records[k] for k in kept]
     if len({r[7] for r in records}) == 1:   # one dataset: its name adds nothing to who a subject is
@@ -377,4 +457,5 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int,
         root=root, protocol=protocol, subjects=subjects, names=[r[2] for r in chosen],
         labels=np.array(labels, dtype=np.int64), aus=[r[4] for r in chosen] if "aus" in columns else None,
         datasets=[r[7] for r in chosen], motion=motion, face=face, warnings=warnings,
-        excluded=dict(sorted(excluded.items())), skipped=skipped, file_kind=file_kind([r[5] for r in chosen]))
+        excluded=dict(sorted(excluded.items())), skipped=skipped, maps=chosen_maps, map_count=_map_count(columns),
+        file_kind=file_kind([path for r in chosen for path in r[5]]))

@@ -2,7 +2,7 @@
 
     face   (B,3,h,h) --PositionBranch--> (B,512,h,w) -----------------------+
                                                                            |
-    motion (B,3,S,S) --MotionBranch--> M (B,512,h,w) -------------------(+)--> F (B,512,h,w)
+    motion (B,3M,S,S) --MotionBranch-> M (B,512,h,w) -------------------(+)--> F (B,512,h,w)
                                         |                                      |
                                         | AU-region pooling (K nodes)          |
                                         v                                      v
@@ -36,6 +36,7 @@ from .config import ModelConfig
 from .graph import AUGraph
 from .motion import MotionBranch
 from .position import PositionBranch
+from .ststnet import STSTNet
 
 BRANCHES: tuple[str, ...] = ("position", "motion", "graph", "aa", "sa", "head")
 
@@ -58,7 +59,7 @@ class Head(nn.Module):
             x = torch.cat([x, readout], 1)                # (B, 512 + graph read-out)
         logits = self.fc(self.drop(x))                    # (B, num_classes)
         if self.linear_path is not None:
-            logits = logits + self.linear_path(motion.flatten(1))   # motion (B, 3 * S * S)
+            logits = logits + self.linear_path(motion.flatten(1))   # motion (B, 3M * S * S)
         return logits
 
 
@@ -67,7 +68,7 @@ class AMGCN(nn.Module):
         super().__init__()
         self.cfg = cfg
         grid = cfg.grid  # 14 at 224 px, 7 at 112 px
-        self.motion = MotionBranch(cfg.img_size, cfg.width)
+        self.motion = MotionBranch(cfg.img_size, cfg.width, cfg.motion_inputs)
         ch = self.motion.out_channels
         self.position = (PositionBranch(grid, cfg.embed_dim, cfg.vit_depth, cfg.vit_heads, ch)
                          if cfg.pos_on else None)
@@ -114,5 +115,9 @@ class LinearProbe(nn.Module):
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """AM-GCN, the MMNet baseline or the linear floor (cfg.arch), with cfg's ablation switches applied."""
-    return LinearProbe(cfg) if cfg.arch == "linear" else AMGCN(cfg)
+    """AM-GCN, the MMNet baseline, STSTNet or the linear floor (cfg.arch), with cfg's ablation switches applied."""
+    if cfg.arch == "linear":
+        return LinearProbe(cfg)
+    if cfg.arch == "ststnet":
+        return STSTNet(cfg)
+    return AMGCN(cfg)

@@ -7,7 +7,8 @@ from utils.face_regions import DEFAULT_AUS
 
 from .motion import STAGE_CHANNELS, feature_size, scaled
 
-ARCHS: tuple[str, ...] = ("amgcn", "mmnet", "linear")
+ARCHS: tuple[str, ...] = ("amgcn", "mmnet", "linear", "ststnet")
+MOTION_ONLY: tuple[str, ...] = ("linear", "ststnet")   # archs that read the motion maps and nothing else
 # the ablation table (python -m models): each variant's ModelConfig fields over the base configuration
 VARIANTS: dict[str, dict] = {
     "amgcn": {},
@@ -29,7 +30,8 @@ class ModelConfig:
 
     `arch='mmnet'` is the two-branch baseline (position + motion + linear head); the
     graph, AA and SA switches are ignored for it. `arch='linear'` is one linear layer on
-    the flattened motion map (the floor every table should show). The `use_*` switches
+    the flattened motion map (the floor every table should show); `arch='ststnet'` is the field's
+    reference shallow flow CNN (models.ststnet). The `use_*` switches
     are the ablations of AM-GCN (`--no-pos`, `--no-gcn`, `--no-aa`, `--no-sa`);
     `use_gcn=False` also drops the AA module and the auxiliary AU head, since both read
     the graph's node states.
@@ -44,6 +46,9 @@ class ModelConfig:
     node's state side by side (`nodes`), so the classifier knows which AU region moved.
     `linear_path` adds a linear read-out of the flattened motion map to the logits of AM-GCN or
     MMNet (the floor's whole input as a path beside the pooled features).
+
+    `maps` is how many 3-channel motion maps a sample brings (onset to apex, apex to offset, a
+    second flow computation, ...): every architecture reads them stacked as 3 * maps channels.
     """
 
     num_classes: int = 5
@@ -68,6 +73,7 @@ class ModelConfig:
     dropout: float = 0.0
     readout: str = "mean"
     linear_path: bool = False
+    maps: int = 1
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -78,6 +84,8 @@ class ModelConfig:
             raise ValueError(f"img_size must be at least {MIN_IMG_SIZE}, got {self.img_size}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if self.maps < 1:
+            raise ValueError(f"maps must be >= 1, got {self.maps}")
         if not 0 < self.width <= 4:
             raise ValueError(f"width must be in (0, 4], got {self.width}")
         if self.embed_dim is None:
@@ -95,9 +103,14 @@ class ModelConfig:
         return scaled(STAGE_CHANNELS[-1], self.width)
 
     @property
+    def motion_inputs(self) -> int:
+        """Channels of the stacked motion maps (3 per map)."""
+        return 3 * self.maps
+
+    @property
     def motion_features(self) -> int:
-        """Size of the flattened motion map (3 * S * S), the linear floor's input."""
-        return 3 * self.img_size * self.img_size
+        """Size of the flattened motion maps (3 * maps * S * S), the linear floor's input."""
+        return self.motion_inputs * self.img_size * self.img_size
 
     @property
     def grid(self) -> int:
@@ -119,4 +132,4 @@ class ModelConfig:
 
     @property
     def pos_on(self) -> bool:
-        return self.arch != "linear" and self.use_pos
+        return self.arch not in MOTION_ONLY and self.use_pos

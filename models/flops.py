@@ -47,7 +47,8 @@ def count_params(model: nn.Module) -> dict[str, int]:
 def count_flops(model: nn.Module, img_size: int) -> dict[str, int]:
     """Forward FLOPs at batch 1 per branch (0 for an absent branch) and 'total'."""
     device = next(model.parameters()).device
-    motion = torch.zeros(1, 3, img_size, img_size, device=device)
+    maps = getattr(getattr(model, "cfg", None), "maps", 1)
+    motion = torch.zeros(1, 3 * maps, img_size, img_size, device=device)
     face = torch.zeros(1, 3, img_size, img_size, device=device)
     was_training = model.training
     model.eval()

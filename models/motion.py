@@ -1,6 +1,6 @@
 """Motion branch: a small residual CNN over the motion map (difference image or flow).
 
-    motion (B,3,S,S) -> 3x3 conv 128, BN, ReLU   (stem)
+    motion (B,3M,S,S) -> 3x3 conv 128, BN, ReLU   (stem)
       -> stage1 128 -> stage2 128 -> stage3 256 -> stage4 512          (B,512,g,g)
 
 The stem and the first three stages are the four places where the map can be halved.
@@ -81,12 +81,12 @@ class AttnResBlock(nn.Module):
 
 
 class MotionBranch(nn.Module):
-    def __init__(self, img_size: int = 224, width: float = 1.0) -> None:
+    def __init__(self, img_size: int = 224, width: float = 1.0, in_channels: int = 3) -> None:
         super().__init__()
         strides = [2 if i < halvings(img_size) else 1 for i in range(4)] + [1]  # stem, stage1..4
         stem = scaled(STEM_CHANNELS, width)
         self.stem = nn.Sequential(
-            nn.Conv2d(3, stem, 3, strides[0], 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, stem, 3, strides[0], 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
         )
         stages, cin = [], stem
         for channels, stride in zip(STAGE_CHANNELS, strides[1:]):
@@ -97,4 +97,4 @@ class MotionBranch(nn.Module):
         self.out_channels = cin
 
     def forward(self, motion: Tensor) -> Tensor:
-        return self.stages(self.stem(motion))  # (B, C, g, g), g = feature_size(S)
+        return self.stages(self.stem(motion))  # (B, 3M, S, S) -> (B, C, g, g), g = feature_size(S)

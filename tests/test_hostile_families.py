@@ -263,7 +263,8 @@ FAMILIES: dict[str, dict[str, Case]] = {
     "path leaves the dataset": {
         "motion-dotdot": (TRAIN, motion_cell("../maps/sub01/x.png"), "line 2: 'motion' '../maps/sub01/x.png' climbs"),
         "motion-absolute": (TRAIN, motion_cell("/etc/passwd"), "line 2: 'motion' '/etc/passwd' is absolute"),
-        "motion-backslash": (TRAIN, motion_cell("..\\..\\x.png"), "line 2: 'motion' '..\\\\..\\\\x.png' holds a backslash"),
+        "motion-backslash": (TRAIN, motion_cell("..\\..\\x.png"),
+                             "line 2: 'motion' '..\\\\..\\\\x.png' holds a backslash"),
         "motion-symlink": (TRAIN, motion_symlink, "line 2: 'motion' 'link/x.png' leads out"),
         "face-dotdot": (TRAIN, lambda w, c: train_argv(w, c, data=edited_maps(w, c, set_cell("face", "a/../../f.jpg"))),
                         "line 2: 'face'"),

@@ -7,8 +7,9 @@ A plain dict of tensors, strings and numbers, so `torch.load(path, weights_only=
     config         dataclasses.asdict(ModelConfig): ModelConfig(**config) rebuilds the network
     classes        class names in logit order; aus: the graph's AU nodes in au_logits order
     adjacency      (K, K) float32 AU co-occurrence adjacency of the training samples
-    motion_scale   (3,) float32: each motion channel is divided by it before entering the model
-    flip_signs     (3,) sign of each motion channel when a map is mirrored (training augmentation)
+    motion_scale   (3M,) float32: each motion channel is divided by it before entering the model
+                   (M = config's maps: the motion maps a sample brings, stacked)
+    flip_signs     (3M,) sign of each motion channel when a map is mirrored (training augmentation)
     preprocessing  what made the inputs: img_size, motion, protocol, dataset ('release' or 'motion maps'),
                    center_maps; for a release layout and preprocess_version, for flow flow_method and
                    motion_version; for a motion-map folder export (its export.json's style, motion and size);
@@ -41,7 +42,7 @@ KEYS = ("format", "version", "model", "config", "classes", "aus", "adjacency", "
 
 
 def model_record(model: torch.nn.Module, cfg: ModelConfig, classes: list[str], adjacency: torch.Tensor,
-                 motion_scale: torch.Tensor, flip_signs: tuple[float, float, float], preprocessing: dict,
+                 motion_scale: torch.Tensor, flip_signs: tuple[float, ...], preprocessing: dict,
                  training: dict) -> dict:
     """The dict saved as model.pt (see the module docstring)."""
     return {
@@ -49,7 +50,7 @@ def model_record(model: torch.nn.Module, cfg: ModelConfig, classes: list[str], a
         "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "config": asdict(cfg), "classes": list(classes), "aus": [int(a) for a in cfg.aus],
         "adjacency": adjacency.detach().float().cpu(),                      # (K, K)
-        "motion_scale": motion_scale.detach().float().cpu().flatten(),      # (3,)
+        "motion_scale": motion_scale.detach().float().cpu().flatten(),      # (3M,)
         "flip_signs": [float(s) for s in flip_signs], "preprocessing": dict(preprocessing),
         "training": dict(training),
     }
@@ -64,12 +65,14 @@ def record_problem(record: object) -> str | None:
         return f"missing key(s) {', '.join(missing)}"
     if record["format"] != FORMAT or record["version"] != VERSION:
         return f"format {record['format']!r} version {record['version']!r}; this code reads {FORMAT!r} {VERSION}"
-    scale = record["motion_scale"]
-    if not (isinstance(scale, torch.Tensor) and scale.shape == (3,) and torch.isfinite(scale).all()
-            and (scale > 0).all()):
-        return "'motion_scale' is not three positive finite numbers"
     if not isinstance(record["config"], dict) or not isinstance(record["preprocessing"], dict):
         return "'config' or 'preprocessing' is not a mapping"
+    maps = record["config"].get("maps", 1)
+    channels = 3 * maps if isinstance(maps, int) and maps >= 1 else 3
+    scale = record["motion_scale"]
+    if not (isinstance(scale, torch.Tensor) and scale.shape == (channels,) and torch.isfinite(scale).all()
+            and (scale > 0).all()):
+        return f"'motion_scale' is not {channels} positive finite numbers (3 per map)"
     return None
 
 
