@@ -160,7 +160,11 @@ def checkpoint_model(path: Path, ckpt: dict, device: torch.device) -> tuple[Mode
     classes = list(get_protocol(protocol).classes)
     has_position = any(k.startswith("position.") for k in ckpt["model"])
     # model_config switches the position branch off for datasets without faces; the weights tell which it was
-    stand_in = SimpleNamespace(face=np.zeros(0) if has_position else None, aus=[])
+    # and its motion channels, 3 per stacked map, are as many as the motion scale's entries
+    scale = ckpt.get("motion_scale")
+    channels = scale.numel() if isinstance(scale, torch.Tensor) else 3 * len(getattr(args, "maps", None) or [1])
+    stand_in = SimpleNamespace(face=np.zeros(0) if has_position else None, aus=[],
+                               motion=np.zeros((0, channels, 1, 1), np.float32))
     try:
         cfg = model_config(args, len(classes), stand_in)
     except (TypeError, ValueError) as e:
@@ -182,8 +186,8 @@ def checkpoint_model(path: Path, ckpt: dict, device: torch.device) -> tuple[Mode
     scale = ckpt.get("motion_scale")
     if not isinstance(scale, torch.Tensor):
         scale = fold_motion_scale(path, args, cfg, str(ckpt.get("subject")), device)
-    if scale.numel() != 3 or not torch.isfinite(scale).all() or not (scale > 0).all():
-        raise UsageError(f"--model {path}: 'motion_scale' is not three positive finite numbers")
+    if scale.numel() != 3 * cfg.maps or not torch.isfinite(scale).all() or not (scale > 0).all():
+        raise UsageError(f"--model {path}: 'motion_scale' is not {3 * cfg.maps} positive finite numbers (3 per map)")
     return cfg, classes, scale.flatten(), preprocessing
 
 
