@@ -17,7 +17,11 @@ from data.errors import DataError
 from main import CommandLineParser, UsageError, path_value
 from utils.comparison import compare_runs, format_comparison, read_run
 from utils.io import write_json
+from utils.paths import file_write_problem
 from utils.plots import save_comparison
+
+MAX_ROUNDS = 1_000_000
+MAX_SEED = 2**32 - 1   # numpy's generators take any seed from 0; this keeps it a 32-bit number
 
 
 def build_parser() -> CommandLineParser:
@@ -32,11 +36,21 @@ def build_parser() -> CommandLineParser:
     return parser
 
 
+def check_flags(args) -> None:
+    """UsageError naming the flag whose number is out of range or whose file cannot be written."""
+    for flag, value, low, high in (("--rounds", args.rounds, 1, MAX_ROUNDS), ("--seed", args.seed, 0, MAX_SEED)):
+        if not low <= value <= high:
+            raise UsageError(f"{flag} must be an integer from {low} to {high}, got {value}")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        problem = file_write_problem(path) if path is not None else None
+        if problem:
+            raise UsageError(f"{flag} {path}: {problem}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if not 1 <= args.rounds <= 1_000_000:
-            raise UsageError(f"--rounds must be from 1 to 1000000, got {args.rounds}")
+        check_flags(args)
         result = compare_runs(read_run(args.a), read_run(args.b), args.rounds, args.seed)
         print(format_comparison(result))
         if args.json is not None:

@@ -20,11 +20,12 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from data.errors import DataError
+from data.errors import MAX_MAP_SIZE, DataError
 from data.apex import APEX_MODES, without_apexes
 from data.arrays import ModelArrays, center_maps
 from data.inputs import default_cache_dir
 from data.layout import LAYOUTS
+from data.map_reading import describe_maps
 from data.motion import MOTIONS
 from data.motion_maps import is_motion_map_folder, load_motion_maps
 from data.phases import DEFAULT_PHASES, PHASES, parse_phases
@@ -43,12 +44,15 @@ from utils.model_file import MODEL_FILE, model_record
 from utils.paths import blocking_file, run_checkpoint_dir, seed_folder, write_problem
 from utils.plots import save_training_curves
 from utils.report import aggregate_seeds, epoch_curves, format_seed_table, format_table, write_results
-from utils.run_state import (SAMPLES_FILE, check_samples, checkpoint_path, fold_result_path, read_fold_result,
-                             sample_fingerprint)
+from utils.run_state import (SAMPLES_FILE, check_run_kind, check_samples, checkpoint_path, fold_result_path,
+                             read_fold_result, run_kind, sample_fingerprint)
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 # Flags that may differ when a run is resumed: they change where or how fast it runs, not its results.
 RUNTIME_FLAGS = {"resume", "device", "workers", "checkpoint_interval", "eval_batch_size", "compile", "threads"}
+# Of those, the ones that change the numbers (float sums split over another count of threads): the run's
+# saved value holds on --resume unless the flag is given again, and then a note says results will differ.
+NUMERIC_RUNTIME_FLAGS = {"threads"}
 PATH_FLAGS = {"raf_path", "sheet", "cache_dir", "output", "pretrained", "checkpoint_dir", "resume"}
 # Flags that may be given again on --resume to point elsewhere (a full or unwritable disk); else the saved value holds.
 RELOCATABLE_FLAGS = {"checkpoint_dir", "cache_dir"}
@@ -60,7 +64,7 @@ NUMBER_RANGES = {
     "batch_size": ("--batch_size", 2, 100_000, "batch norm cannot train on a batch of one sample"),
     "eval_batch_size": ("--eval-batch-size", 1, 100_000),
     "epochs": ("--epochs", 1, 100_000),
-    "img_size": ("--img-size", 1, 2048),                # the lower bound is the model's (MIN_IMG_SIZE)
+    "img_size": ("--img-size", 1, MAX_MAP_SIZE),        # the lower bound is the model's (MIN_IMG_SIZE)
     "seed": ("--seed", 0, 2**31 - 1),
     "val_subjects": ("--val-subjects", 0, 100_000),     # the dataset sets the real bound (check_trainable)
     "workers": ("--workers", 0, CPUS),
@@ -272,6 +276,10 @@ def check_args(args: argparse.Namespace) -> None:
     if embed_dim < 1 or args.vit_depth < 1 or args.vit_heads < 1 or embed_dim % args.vit_heads:
         raise UsageError(f"--embed-dim ({args.embed_dim}) must be a positive multiple of --vit-heads "
                          f"({args.vit_heads}), and --vit-depth at least 1")
+    if args.final_only and (args.seeds or args.folds is not None):
+        other = "--seeds (one LOSO per seed)" if args.seeds else "--folds (LOSO folds to run)"
+        raise UsageError(f"--final-only trains one model on every subject and runs no LOSO, so {other} has "
+                         "nothing to do; give one of them")
     if args.folds is not None and not any(t.strip() for t in args.folds.split(",")):
         raise UsageError(f"--folds {args.folds!r} names no subject; give e.g. sub01,sub05 or 1,5, "
                          "or leave --folds out to run every fold")
@@ -424,7 +432,7 @@ def emit(line: str) -> None:
 
 def run(args: argparse.Namespace, info: DistInfo) -> int:
     device = resolve_device(args.device, info)
-    torch.set_num_threads(args.threads or threads_per_process(info))
+    torch.set_num_threads(args.threads or threads_per_process(info))   # main() resolved 0 already
     torch.backends.cudnn.benchmark = True  # input shapes are fixed within a run
     protocol = get_protocol(args.protocol)
     dataset = open_dataset(args, protocol)
@@ -446,15 +454,14 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     folds = folds_with_samples(folds, arrays.subjects, requested=args.folds is not None)
 
     cfg = model_config(args, len(protocol.classes), arrays)
-    if args.center_maps:
-        arrays.motion = center_maps(arrays.motion)
+    reading = centre_maps(args, arrays)
     au, au_known = arrays.au_targets(cfg.aus)
     data = DatasetTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects,
                                       arrays.names, device, cfg.grid, flip_signs=arrays.flip_signs,
                                       au_known=au_known, datasets=arrays.datasets)
     settings = train_settings(args, device)
     if args.final_only:  # no LOSO: only the model trained on every subject
-        return run_final_only(args, dataset, data, cfg, settings, device, info)
+        return run_final_only(args, dataset, data, cfg, settings, device, info, reading)
     for subject in folds:  # a fold that could never take a step is a flag error, found before any training
         problem = untrainable(subject, data, settings, args.seed)
         if problem:
@@ -479,8 +486,18 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     if info.is_main:
         report(folds, data, cfg, protocol, args, skipped=arrays.skipped, apex=arrays.apex_record)
         if args.final:
-            write_final_model(args, dataset, data, cfg, settings, device)
+            write_final_model(args, dataset, data, cfg, settings, device, reading)
     return 0
+
+
+def centre_maps(args: argparse.Namespace, arrays: ModelArrays) -> dict | None:
+    """Centre the maps when --center-maps asks; returns how they were read before (data.map_reading), which a
+    final model records for predict.py, or None when the run writes no model file."""
+    reading = describe_maps(arrays.motion, arrays.file_kind, args.center_maps) if args.final or args.final_only \
+        else None
+    if args.center_maps:
+        arrays.motion = center_maps(arrays.motion)
+    return reading
 
 
 def check_run_folders(args: argparse.Namespace, dataset: DatasetSource, ckpt_dir: Path) -> None:
@@ -730,20 +747,23 @@ def report(folds: list[str], data: DatasetTensors, cfg: ModelConfig, protocol: P
 
 
 def run_final_only(args: argparse.Namespace, dataset: DatasetSource, data: DatasetTensors,
-                   cfg: ModelConfig, settings: TrainSettings, device: torch.device, info: DistInfo) -> int:
+                   cfg: ModelConfig, settings: TrainSettings, device: torch.device, info: DistInfo,
+                   reading: dict) -> int:
     """--final-only: record the arguments and write the final model; one process does the work."""
     if info.is_main:
         if args.pretrained is not None:
             report_pretrained(args.pretrained, cfg)
         args.output.mkdir(parents=True, exist_ok=True)
         write_yaml(args.output / "args.yaml", args_record(args))
-        write_final_model(args, dataset, data, cfg, settings, device)
+        write_final_model(args, dataset, data, cfg, settings, device, reading)
     return 0
 
 
 def write_final_model(args: argparse.Namespace, dataset: DatasetSource, data: DatasetTensors,
-                      cfg: ModelConfig, settings: TrainSettings, device: torch.device) -> None:
-    """Train one model on every subject with the run's recipe and save <output>/model.pt (utils.model_file)."""
+                      cfg: ModelConfig, settings: TrainSettings, device: torch.device, reading: dict) -> None:
+    """Train one model on every subject with the run's recipe and save <output>/model.pt (utils.model_file).
+
+    reading: how the training maps were read (data.map_reading), which predict.py checks new maps against."""
     path = args.output / MODEL_FILE
     if args.resume is not None and path.is_file():
         emit(f"final model: {path} is already written")
@@ -760,7 +780,7 @@ def write_final_model(args: argparse.Namespace, dataset: DatasetSource, data: Da
     training = {"subjects": sorted(set(data.subjects)), "samples": trained.train_samples, "epochs": args.epochs,
                 "seed": args.seed, "seconds": trained.seconds, "args": args_record(args)}
     preprocessing = dict(data_settings(args, dataset), center_maps=bool(getattr(args, "center_maps", False)),
-                         tta_flip=bool(args.tta_flip), **dataset.provenance())
+                         tta_flip=bool(args.tta_flip), maps=reading, **dataset.provenance())
     flip_signs = tuple(data.flip_signs.flatten().tolist())
     atomic_torch_save(model_record(trained.model, cfg, dataset.protocol.classes, trained.adjacency,
                                    trained.motion_scale, flip_signs, preprocessing, training), path)
@@ -817,6 +837,26 @@ def read_saved_args(parser: argparse.ArgumentParser, path: Path) -> dict:
     return saved
 
 
+def note_numeric_changes(saved: dict, args: argparse.Namespace, given: set[str], saved_file: Path) -> None:
+    """On --resume: a note for each numeric runtime flag given with another value than the run's; a
+    UsageError when the run's value cannot hold here (more threads than this machine has cores)."""
+    for dest in sorted(NUMERIC_RUNTIME_FLAGS):
+        flag, _low, high, *_ = NUMBER_RANGES[dest]
+        before, now = saved.get(dest), getattr(args, dest)
+        if dest in given and before is not None and before != now:
+            emit(f"note: {flag} {now} differs from the run's {before}: the folds and final model trained from "
+                 f"here on will not be bit-identical to an unbroken run's")
+        elif dest not in given and isinstance(before, int) and before > high:
+            raise UsageError(f"{saved_file}: the run used {flag} {before}, more than this machine's {high} cores; "
+                             f"give {flag} N to continue with other numerics")
+
+
+def resolve_threads(args: argparse.Namespace, info: DistInfo) -> None:
+    """--threads 0 becomes the count this process uses, so args.yaml records it and --resume reuses it."""
+    if not args.threads:
+        args.threads = threads_per_process(info)
+
+
 def resolve_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     given = explicit_flags(parser, argv)
@@ -826,7 +866,8 @@ def resolve_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argpar
             raise UsageError(f"--resume {args.resume}: no args.yaml there (not a run folder)")
         check_numbers(args, given & RUNTIME_FLAGS)  # flags given now are checked as flags
         saved = read_saved_args(parser, saved_file)
-        kept_now = RUNTIME_FLAGS | (RELOCATABLE_FLAGS & given)
+        kept_now = (RUNTIME_FLAGS - NUMERIC_RUNTIME_FLAGS) | ((RELOCATABLE_FLAGS | NUMERIC_RUNTIME_FLAGS) & given)
+        note_numeric_changes(saved, args, given, saved_file)
         ignored = sorted(f for f in given - kept_now if str(saved.get(f)) != str(getattr(args, f)))
         if ignored:
             emit(f"note: resuming with the run's saved arguments; ignoring --{', --'.join(ignored)}")
@@ -838,6 +879,7 @@ def resolve_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argpar
             check_args(args)
         except UsageError as e:
             raise UsageError(f"{saved_file}: {e}") from None
+        check_run_kind(args.resume, run_kind(args.seeds, args.final_only), saved_file)
         return args
     for key, value in PRESETS.get(args.preset, {}).items():
         if key not in given:
@@ -862,6 +904,7 @@ def main(protocol: str, defaults: dict, argv: Sequence[str] | None = None) -> in
     try:
         args = resolve_args(parser, argv)
         info = init_distributed()
+        resolve_threads(args, info)
         return run_seeds(args, info) if args.seeds else run(args, info)
     except (UsageError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)

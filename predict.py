@@ -30,7 +30,9 @@ from tqdm import tqdm
 from data.arrays import center_maps
 from data.errors import DataError
 from data.inputs import InputArrays, build_inputs, crop_method, preprocess_sample
-from data.layout import frame_path, resolve_layout
+from data.errors import MIN_MAP_SIZE
+from data.layout import FRAME_SUFFIXES, MAX_FRAME, frame_path, resolve_layout
+from data.map_reading import describe_maps, file_kind, kind_problem, reading_differences
 from data.motion import FLIP_SIGNS, default_flow_method, motion_arrays
 from data.motion_maps import _WHY, _read_image, _read_motion, _resize, is_motion_map_folder, load_motion_maps
 from data.protocols import PROTOCOLS, get_protocol
@@ -42,8 +44,8 @@ from models import ModelConfig, build_model
 from utils.distributed import DistInfo
 from utils.explain import explain, explainable, render
 from utils.io import error_text, write_csv
-from utils.model_file import FORMAT, maps_export, record_problem
-from utils.paths import file_stem, write_problem
+from utils.model_file import FORMAT, maps_export, preprocessing_problem, record_problem
+from utils.paths import file_stem, file_write_problem, write_problem
 
 RAW_FRAME_SIZE = (640, 480)   # (W, H) of CASME II's camera frames: such a frame is face-cropped as the raw layout is
 NEGATIVE_STRAIN = -0.02       # optical strain is never negative; a third channel below this is not a flow map
@@ -67,6 +69,7 @@ class Inputs:
     motion: np.ndarray              # (N, 3, S, S) float32 motion maps (before the motion scale)
     face: np.ndarray | None         # (N, 3, S, S) uint8 RGB onset faces; None when unknown
     labels: list[str] | None        # (N,) true class names when the dataset gives them
+    file_kind: str = "frames"       # what the maps were read from (data.map_reading)
 
 
 # --------------------------------------------------------------------------- the model
@@ -81,7 +84,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     g.add_argument("--apex", help="apex frame number (with --clip) or apex image")
     g.add_argument("--motion-map", type=path_value, help="a motion map (3-channel image or .npy)")
     g.add_argument("--face", type=path_value, help="the onset face of --motion-map")
-    g.add_argument("--map-kind", choices=("diff", "flow"), help="what --motion-map holds (checked against the model)")
+    g.add_argument("--map-kind", choices=("diff", "flow"),
+                   help="what --motion-map or a motion-map --raf_path holds; it settles the check of the maps' "
+                        "values only for a model that does not record how its maps were read")
     g.add_argument("--raf_path", "--raf-path", type=path_value, help="a CASME II release or a motion-map folder")
     g = p.add_argument_group("preprocessing and output")
     g.add_argument("--crop", choices=("auto", "haar", "full"), default="auto",
@@ -116,7 +121,7 @@ def load_model(path: Path, device: torch.device) -> LoadedModel:
         except (TypeError, ValueError) as e:
             raise UsageError(f"--model {path}: its config cannot build a model ({error_text(e)})") from None
         classes, scale = list(record["classes"]), record["motion_scale"]
-        preprocessing = dict(record["preprocessing"])
+        preprocessing = record["preprocessing"]
         source = f"model file ({record['training'].get('samples')} samples)"
     elif isinstance(record, dict) and isinstance(record.get("model"), dict) and isinstance(record.get("args"), dict):
         cfg, classes, scale, preprocessing = checkpoint_model(path, record, device)
@@ -124,6 +129,9 @@ def load_model(path: Path, device: torch.device) -> LoadedModel:
     else:
         raise UsageError(f"--model {path}: neither a model file (model.pt of --final) nor a fold checkpoint "
                          "(a mapping with 'model' and 'args')")
+    problem = preprocessing_problem(preprocessing)
+    if problem:
+        raise UsageError(f"--model {path}: {problem}")
     if len(classes) != cfg.num_classes:
         raise UsageError(f"--model {path}: {len(classes)} class names for a {cfg.num_classes}-class model")
     model = build_model(cfg)
@@ -152,10 +160,11 @@ def checkpoint_model(path: Path, ckpt: dict, device: torch.device) -> tuple[Mode
     classes = list(get_protocol(protocol).classes)
     has_position = any(k.startswith("position.") for k in ckpt["model"])
     # model_config switches the position branch off for datasets without faces; the weights tell which it was
+    # and its motion channels, 3 per stacked map, are as many as the motion scale's entries
     scale = ckpt.get("motion_scale")
-    maps = scale.numel() // 3 if isinstance(scale, torch.Tensor) and scale.numel() % 3 == 0 else 1   # 3 per map
+    channels = scale.numel() if isinstance(scale, torch.Tensor) else 3 * len(getattr(args, "maps", None) or [1])
     stand_in = SimpleNamespace(face=np.zeros(0) if has_position else None, aus=[],
-                               motion=np.zeros((0, 3 * max(maps, 1), 1, 1)))
+                               motion=np.zeros((0, channels, 1, 1), np.float32))
     try:
         cfg = model_config(args, len(classes), stand_in)
     except (TypeError, ValueError) as e:
@@ -164,7 +173,8 @@ def checkpoint_model(path: Path, ckpt: dict, device: torch.device) -> tuple[Mode
                      "center_maps": bool(getattr(args, "center_maps", False)),
                      "tta_flip": bool(getattr(args, "tta_flip", False))}
     if args.raf_path is not None and is_motion_map_folder(args.raf_path):
-        preprocessing.update(dataset="motion maps", export=maps_export(args.raf_path))
+        preprocessing.update(dataset="motion maps", export=maps_export(args.raf_path),
+                             maps=folder_reading(args, preprocessing["center_maps"], str(ckpt.get("subject"))))
     else:
         preprocessing["dataset"] = "release"
         try:
@@ -175,9 +185,21 @@ def checkpoint_model(path: Path, ckpt: dict, device: torch.device) -> tuple[Mode
         preprocessing["flow_method"] = default_flow_method()  # checkpoints do not record it
     if not isinstance(scale, torch.Tensor):
         scale = fold_motion_scale(path, args, cfg, str(ckpt.get("subject")), device)
-    if scale.numel() != cfg.motion_inputs or not torch.isfinite(scale).all() or not (scale > 0).all():
-        raise UsageError(f"--model {path}: 'motion_scale' is not three positive finite numbers")
+    if scale.numel() != 3 * cfg.maps or not torch.isfinite(scale).all() or not (scale > 0).all():
+        raise UsageError(f"--model {path}: 'motion_scale' is not {3 * cfg.maps} positive finite numbers (3 per map)")
     return cfg, classes, scale.flatten(), preprocessing
+
+
+def folder_reading(args: argparse.Namespace, centred: bool, held_out: str) -> dict | None:
+    """How a checkpoint's training maps were read (data.map_reading), from the training subjects of its
+    motion-map folder (checkpoints do not record it); None when the folder cannot be read as the fold read it."""
+    try:
+        maps = load_motion_maps(args.raf_path, get_protocol(args.protocol), img_size=args.img_size,
+                                maps=getattr(args, "maps", None))
+    except (DataError, TypeError, ValueError):
+        return None
+    training = np.array([s != held_out for s in maps.subjects])
+    return describe_maps(maps.motion[training], maps.file_kind, centred) if training.any() else None
 
 
 def fold_motion_scale(path: Path, args: argparse.Namespace, cfg: ModelConfig, held_out: str,
@@ -210,14 +232,17 @@ def clip_sample(onset: Path, apex: Path, name: str) -> Sample:
 def frames_input(onset: Path, apex: Path, name: str, loaded: LoadedModel, crop: str, cache_dir: Path | None
                  ) -> Inputs:
     """Onset and apex frames -> faces (cropped and resized as in training) -> the model's motion map."""
-    shapes = []
+    frames = []
     for flag, file in (("--onset", onset), ("--apex", apex)):
         if not file.is_file():
             raise UsageError(f"{flag} {file}: no such file")
         frame = cv2.imread(str(file), cv2.IMREAD_COLOR)
         if frame is None:
             raise UsageError(f"{flag} {file}: cannot be read as an image")
-        shapes.append((frame.shape[1], frame.shape[0]))
+        frames.append(frame)
+    for note in degenerate_frames(onset, apex, frames[0], frames[1]):
+        emit(f"warning: {note}")
+    shapes = [(frame.shape[1], frame.shape[0]) for frame in frames]
     method = crop_method(loaded.preprocessing.get("layout") or "cropped") if crop == "auto" else crop
     if crop == "auto" and shapes[0] == RAW_FRAME_SIZE:  # a camera frame, not a face: crop it as the raw layout is
         method = "haar"
@@ -236,17 +261,45 @@ def frames_input(onset: Path, apex: Path, name: str, loaded: LoadedModel, crop: 
     return Inputs(names=[name], motion=motion, face=inputs.onset, labels=None)
 
 
+def degenerate_frames(onset: Path, apex: Path, onset_frame: np.ndarray, apex_frame: np.ndarray) -> list[str]:
+    """Why an onset/apex pair can show no facial motion, one line each (the prediction is still made)."""
+    notes = []
+    if onset.resolve() == apex.resolve():
+        notes.append(f"--onset and --apex are the same file {onset}: the motion map is empty")
+    elif onset_frame.shape == apex_frame.shape and np.array_equal(onset_frame, apex_frame):
+        notes.append(f"--onset {onset} and --apex {apex} hold identical pixels: the motion map is empty")
+    for flag, file, frame in (("--onset", onset, onset_frame), ("--apex", apex, apex_frame)):
+        if min(frame.shape[:2]) < MIN_MAP_SIZE:
+            notes.append(f"{flag} {file} is {frame.shape[1]}x{frame.shape[0]} px: too small to hold a face "
+                         f"(under {MIN_MAP_SIZE} px a side)")
+    return notes
+
+
+def clip_frame_notes(clip: Path, onset: int, apex: int) -> list[str]:
+    """Why a --clip's frame choice is doubtful, one line each: the apex before the onset, a one-frame clip
+    (one frame for both is said by degenerate_frames)."""
+    notes = []
+    if apex < onset:
+        notes.append(f"--apex {apex} comes before --onset {onset}: the map shows the movement backwards")
+    if sum(1 for p in clip.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES) == 1:
+        notes.append(f"--clip {clip} holds a single frame: there is no movement to see")
+    return notes
+
+
 def clip_input(clip: Path, onset: str, apex: str, loaded: LoadedModel, crop: str, cache_dir: Path | None) -> Inputs:
     if not clip.is_dir():
         raise UsageError(f"--clip {clip}: no such folder")
-    paths = []
+    paths, numbers = [], []
     for flag, text in (("--onset", onset), ("--apex", apex)):
-        if not text.strip().isdigit():
-            raise UsageError(f"{flag} {text!r}: with --clip, give a frame number")
+        if not (text.strip().isdigit() and len(text.strip()) <= len(str(MAX_FRAME)) and int(text) <= MAX_FRAME):
+            raise UsageError(f"{flag} {text[:20]!r}: with --clip, give a frame number from 0 to {MAX_FRAME}")
         found = frame_path(clip, "", "", int(text))   # the clip folder is the frames root of itself
         if found is None:
             raise UsageError(f"{flag} {text}: no frame {text} in {clip} (reg_img{int(text)}.jpg or img{int(text)}.jpg)")
         paths.append(found)
+        numbers.append(int(text))
+    for note in clip_frame_notes(clip, *numbers):
+        emit(f"warning: {note}")
     return frames_input(paths[0], paths[1], clip.name, loaded, crop, cache_dir)
 
 
@@ -262,7 +315,7 @@ def motion_map_input(map_path: Path, face_path: Path | None, loaded: LoadedModel
         if isinstance(image, str):
             raise UsageError(f"--face {face_path}: {_WHY[image]}")
         face = np.clip(_resize(image, size) * 255.0 + 0.5, 0, 255).astype(np.uint8)[None]   # (1, 3, S, S)
-    return Inputs(names=[map_path.stem], motion=motion[None], face=face, labels=None)
+    return Inputs(names=[map_path.stem], motion=motion[None], face=face, labels=None, file_kind=file_kind([map_path]))
 
 
 def dataset_input(root: Path, loaded: LoadedModel, cache_dir: Path | None) -> Inputs:
@@ -274,7 +327,7 @@ def dataset_input(root: Path, loaded: LoadedModel, cache_dir: Path | None) -> In
         for note in maps.warnings:
             emit(f"warning: {note}")
         names, motion, face, labels = maps.names, maps.motion, maps.face, maps.labels
-        subjects = maps.subjects
+        subjects, kind_of_file = maps.subjects, maps.file_kind
     else:
         release = load_release(root, protocol)
         progress = sys.stderr.isatty()
@@ -284,33 +337,67 @@ def dataset_input(root: Path, loaded: LoadedModel, cache_dir: Path | None) -> In
         for note in [*release.warnings, *inputs.warnings, *notes]:
             emit(note if note.startswith("motion:") else f"warning: {note}")
         names, face, labels = [s.filename for s in inputs.samples], inputs.onset, inputs.labels
-        subjects = inputs.subjects
+        subjects, kind_of_file = inputs.subjects, "frames"
     return Inputs(names=[f"{s}/{n}" for s, n in zip(subjects, names)], motion=motion, face=face,
-                  labels=[protocol.classes[i] for i in labels])
+                  labels=[protocol.classes[i] for i in labels], file_kind=kind_of_file)
 
 
-def check_map_kind(inputs: Inputs, loaded: LoadedModel, stated: str | None, export: dict | None, what: str) -> None:
-    """UsageError when the maps hold another motion kind than the model was trained on: as stated by
-    --map-kind or their export.json, else as their values show (optical strain is never negative)."""
+def check_maps(inputs: Inputs, loaded: LoadedModel, stated: str | None, export: dict | None, what: str) -> None:
+    """Maps read from files, checked against how the model's training maps were read (data.map_reading):
+    UsageError for maps of another motion kind (as --map-kind or their export.json say, else as the record
+    shows), one warning line for maps built another way. A model that records nothing falls back on a guess."""
     kind = loaded.preprocessing["motion"]
-    trained_export = loaded.preprocessing.get("export") or {}
     for source, said in (("--map-kind", stated), (f"{what}'s export.json", (export or {}).get("motion"))):
         if said is not None and said != kind:
             raise UsageError(f"{what}: {source} says the maps hold {said}, but the model was trained on {kind} maps")
+    record = loaded.preprocessing.get("maps")
+    if record is None:
+        guess_map_kind(inputs, loaded, stated, export, what)
+        return
+    given = inputs.motion.shape[1] // 3
+    if record["count"] != given:
+        raise UsageError(f"{what}: the model reads {record['count']} motion map(s) per sample, this input gives "
+                         f"{given}")
+    problem = kind_problem(record, inputs.motion, kind)
+    if problem:
+        raise UsageError(f"{what}: {problem}")
+    warn_differences(inputs, loaded, export, what)
+
+
+def warn_differences(inputs: Inputs, loaded: LoadedModel, export: dict | None, what: str) -> None:
+    """One warning line naming what differs between how these maps and the model's training maps were built."""
+    record = loaded.preprocessing.get("maps")
+    if record is None:
+        return
+    differences = reading_differences(record, inputs.motion, inputs.file_kind)
+    trained_style = (loaded.preprocessing.get("export") or {}).get("style")
+    if export is not None and trained_style is not None and export.get("style") != trained_style:
+        differences.append(f"{export.get('style')}-style export, the model's maps {trained_style}-style")
+    if differences:
+        emit(f"warning: {what}: built another way than the model's training maps: {'; '.join(differences)}; "
+             "the predictions may be off")
+
+
+def guess_map_kind(inputs: Inputs, loaded: LoadedModel, stated: str | None, export: dict | None, what: str) -> None:
+    """For a model that does not record how its maps were read: UsageError when the values look like another
+    motion kind (optical strain is never negative); --map-kind naming the model's kind settles it instead."""
+    kind = loaded.preprocessing["motion"]
+    trained_export = loaded.preprocessing.get("export") or {}
     if export is not None and export.get("style") != trained_export.get("style", "default"):
         raise UsageError(f"{what}: {export.get('style')}-style maps, but the model was trained on "
                          f"{trained_export.get('style', 'default')}-style maps")
-    if trained_export.get("style") == "ststnet":
-        return  # min-max normalised maps: the strain channel is stretched to -1..1, the values tell nothing
+    if stated == kind or trained_export.get("style") == "ststnet":
+        return  # said by the user; or min-max normalised maps, whose strain channel is stretched to -1..1
     third = inputs.motion[:, 2].reshape(len(inputs.motion), -1)             # (N, S*S)
     negative = third.min(1) < NEGATIVE_STRAIN
     looks_like_flow = (~negative) & (third.max(1) > -NEGATIVE_STRAIN)
+    hint = f" (the model records no reading of its maps; if they are {kind} maps, say --map-kind {kind})"
     if kind == "flow" and negative.mean() > 0.5:
         raise UsageError(f"{what}: the third channel has negative values, which optical strain never has: "
-                         "these look like difference images, but the model was trained on flow maps")
+                         f"these look like difference images, but the model was trained on flow maps{hint}")
     if kind == "diff" and looks_like_flow.mean() > 0.5:
         raise UsageError(f"{what}: the third channel is never negative, as optical strain is: these look like "
-                         "flow maps, but the model was trained on difference images")
+                         f"flow maps, but the model was trained on difference images{hint}")
 
 
 def read_inputs(args: argparse.Namespace, loaded: LoadedModel) -> Inputs:
@@ -326,13 +413,18 @@ def read_inputs(args: argparse.Namespace, loaded: LoadedModel) -> Inputs:
         raise UsageError("--onset and --apex go together" + (" with --clip" if given else ""))
     if args.face is not None and given != ["--motion-map"]:
         raise UsageError("--face goes with --motion-map (other inputs bring their own face)")
-    if args.map_kind is not None and given != ["--motion-map"]:
-        raise UsageError("--map-kind goes with --motion-map")
+    if args.map_kind is not None and not (given == ["--motion-map"] or (given == ["--raf_path"]
+                                                                       and is_motion_map_folder(args.raf_path))):
+        raise UsageError("--map-kind goes with --motion-map or a motion-map folder as --raf_path")
     if given == ["--clip"]:
-        return clip_input(args.clip, args.onset, args.apex, loaded, args.crop, args.cache_dir)
+        inputs = clip_input(args.clip, args.onset, args.apex, loaded, args.crop, args.cache_dir)
+        warn_differences(inputs, loaded, None, f"--clip {args.clip}")
+        return inputs
     if not given:
         onset, apex = Path(args.onset), Path(args.apex)
-        return frames_input(onset, apex, onset.stem, loaded, args.crop, args.cache_dir)
+        inputs = frames_input(onset, apex, onset.stem, loaded, args.crop, args.cache_dir)
+        warn_differences(inputs, loaded, None, f"--onset {onset} --apex {apex}")
+        return inputs
     if given == ["--motion-map"]:
         if not args.motion_map.is_file():
             raise UsageError(f"--motion-map {args.motion_map}: no such file")
@@ -340,14 +432,16 @@ def read_inputs(args: argparse.Namespace, loaded: LoadedModel) -> Inputs:
             raise UsageError("--motion-map: this model's position branch reads the onset face; give --face IMG")
         inputs = motion_map_input(args.motion_map, args.face, loaded)
         export = next((e for e in (maps_export(f) for f in args.motion_map.parents[:2]) if e is not None), None)
-        check_map_kind(inputs, loaded, args.map_kind, export, f"--motion-map {args.motion_map}")
+        check_maps(inputs, loaded, args.map_kind, export, f"--motion-map {args.motion_map}")
         return inputs
     inputs = dataset_input(args.raf_path, loaded, args.cache_dir)
     if is_motion_map_folder(args.raf_path):
         if inputs.face is None and loaded.cfg.pos_on:
             raise UsageError(f"--raf_path {args.raf_path}: the folder has no faces, which this model's position "
                              "branch reads")
-        check_map_kind(inputs, loaded, None, maps_export(args.raf_path), f"--raf_path {args.raf_path}")
+        check_maps(inputs, loaded, args.map_kind, maps_export(args.raf_path), f"--raf_path {args.raf_path}")
+    else:
+        warn_differences(inputs, loaded, None, f"--raf_path {args.raf_path}")
     return inputs
 
 
@@ -418,10 +512,10 @@ def write_explanations(out_dir: Path, inputs: Inputs, data: DatasetTensors, load
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.batch_size <= 100_000:
         raise UsageError(f"--batch-size must be an integer from 1 to 100000, got {args.batch_size}")
-    for flag, folder in (("--csv", args.csv.parent if args.csv else None), ("--explain", args.explain)):
-        problem = write_problem(folder) if folder is not None else None
+    for flag, path, problem_of in (("--csv", args.csv, file_write_problem), ("--explain", args.explain, write_problem)):
+        problem = problem_of(path) if path is not None else None
         if problem:
-            raise UsageError(f"{flag} {folder}: {problem}")
+            raise UsageError(f"{flag} {path}: {problem}")
     device = resolve_device(args.device, DistInfo())
     loaded = load_model(args.model, device)
     if args.explain is not None and not explainable(loaded.model):

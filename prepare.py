@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data.apex import error_summary, errors_by_length
-from data.errors import DataError
+from data.errors import DataError, check_map_size
 from data.export import APEX_MODES, STYLES, export_release
 from data.phases import DEFAULT_PHASES, PHASES, parse_phases
 from data.inputs import crop_method, default_cache_dir, spot_sample
@@ -87,8 +88,10 @@ def open_release(args: argparse.Namespace, strict: bool) -> Release:
 
 
 def export(args: argparse.Namespace) -> int:
-    if args.workers < 0:
-        raise DataError(f"--workers must not be negative, got {args.workers}")
+    cpus = os.cpu_count() or 1
+    if not 0 <= args.workers <= cpus:
+        raise DataError(f"--workers must be an integer from 0 to {cpus} (this machine's cores), got {args.workers}")
+    check_map_size("--size", args.size)   # before the release is read: a size past the bound is a typo
     motion = args.motion or ("flow" if args.style == "ststnet" else "diff")
     release = open_release(args, strict=True)   # an export is complete or fails
     report = export_release(release, args.out, style=args.style, motion=motion, size=args.size, apex=args.apex,

@@ -27,11 +27,16 @@ Rules for SAMM's notation
   AU. It is skipped and reported through the `warn` callback, so that readers can name the
   row. Any other unreadable term (`X5`, `4-7`, `LR4`, a lone `L`, the empty term of `4+`)
   is a DataError naming it.
+
+Bounds: a cell of more than MAX_CELL_CHARS characters or an AU number of more than
+MAX_AU_DIGITS digits is a DataError; nesting is read with a queue, not recursion, so no
+depth of parentheses or `ref(` can exhaust the stack.
 """
 from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -39,7 +44,10 @@ from data.errors import DataError
 
 SIDES = "LRTBAU"
 INTENSITIES = "ABCDE"
-_CODE = re.compile(rf"([{SIDES}]?)(?:AU)?\s*(\d+)([{INTENSITIES}]?)", re.IGNORECASE)   # 12, L10, AU12, A14C
+MAX_CELL_CHARS = 500   # SAMM's longest cells are under 60 characters
+MAX_AU_DIGITS = 3      # FACS numbers stop below 100
+# 12, L10, AU12, A14C
+_CODE = re.compile(rf"([{SIDES}]?)(?:AU)?\s*(\d{{1,{MAX_AU_DIGITS}}})([{INTENSITIES}]?)", re.IGNORECASE)
 _SIDE = re.compile(rf"[{SIDES}]", re.IGNORECASE)                                      # the 'A' of 'A/L12'
 _LETTER = re.compile(rf"[{SIDES}{INTENSITIES}]", re.IGNORECASE)                        # the 'B' of '10A/B'
 _WORDS = re.compile(r"[A-Za-z]{2,}(?:[\s'-]+[A-Za-z]+)*")                                # 'soft focus'
@@ -75,17 +83,20 @@ def parse_action_units(cell: object, warn: Callable[[str], None] | None = None) 
     if isinstance(cell, (int, float)):
         if isinstance(cell, float) and math.isnan(cell):
             return frozenset()   # pandas' blank cell
-        if float(cell).is_integer() and cell > 0:
+        if float(cell).is_integer() and 0 < cell < 10 ** MAX_AU_DIGITS:
             return frozenset({ActionUnit(int(cell))})
         raise DataError(f"unreadable Action Units token {cell!r}")
     text = str(cell).strip()
     if not text or text.lower() == "none":
         return frozenset()
+    if len(text) > MAX_CELL_CHARS:
+        raise DataError(f"an Action Units cell of {len(text)} characters (at most {MAX_CELL_CHARS}): "
+                        f"{text[:20]!r}...")
     return _AUCell(text, warn).expression(text.replace("?", ""))
 
 
 class _AUCell:
-    """Recursive reading of one cell's text; holds the text and `warn` for the messages."""
+    """The reading of one cell's text; holds the text and `warn` for the messages."""
 
     def __init__(self, text: str, warn: Callable[[str], None] | None) -> None:
         self.text = text
@@ -111,29 +122,35 @@ class _AUCell:
             raise self.fail("unbalanced parentheses")
         return [*pieces, part[start:]]
 
-    def expression(self, part: str) -> frozenset[ActionUnit]:
-        """Terms joined by '+'."""
+    def expression(self, text: str) -> frozenset[ActionUnit]:
+        """Terms joined by '+', each of alternatives joined by ' or ' (all checked, the first kept).
+
+        A parenthesised choice or a `ref(...)` is queued as an expression of its own, scored
+        only where its choice is (a first alternative outside any ref), so nesting is a loop.
+        """
         aus: set[ActionUnit] = set()
-        for term in self.split(part, _PLUS):
-            aus |= self.term(term)
+        queue = deque([(text, True)])   # (expression text, whether its AUs count)
+        while queue:
+            part, scored = queue.popleft()
+            for term in self.split(part, _PLUS):
+                for k, choice in enumerate(self.split(term, _OR)):
+                    unit = self.choice(choice.strip(), scored and k == 0, queue)
+                    if unit is not None and scored and k == 0:
+                        aus.add(unit)
         return frozenset(aus)
 
-    def term(self, term: str) -> frozenset[ActionUnit]:
-        """Alternatives joined by ' or ': all are checked, the first is kept."""
-        readings = [self.choice(choice.strip()) for choice in self.split(term, _OR)]
-        return readings[0]
-
-    def choice(self, choice: str) -> frozenset[ActionUnit]:
+    def choice(self, choice: str, scored: bool, queue: deque) -> ActionUnit | None:
+        """One alternative: its AU, or None after queueing its inner expression or skipping a stray word."""
         if (ref := _REF.fullmatch(choice)) is not None:
-            self.expression(ref.group(1))   # checked, not scored
-            return frozenset()
-        if choice.startswith("(") and choice.endswith(")"):
-            return self.expression(choice[1:-1])
-        if _WORDS.fullmatch(choice):
+            queue.append((ref.group(1), False))   # checked, not scored
+        elif choice.startswith("(") and choice.endswith(")"):
+            queue.append((choice[1:-1], scored))
+        elif _WORDS.fullmatch(choice):
             if self.warn is not None:
                 self.warn(f"skipped {choice!r} in Action Units {self.text!r}: not an action unit")
-            return frozenset()
-        return frozenset({self.slashed(choice)})
+        else:
+            return self.slashed(choice)
+        return None
 
     def slashed(self, choice: str) -> ActionUnit:
         """A code, or codes joined by '/' ('10A/B', 'A/L12', '12/14'): the first alternative."""

@@ -36,6 +36,7 @@ class ModelArrays:
     skipped: list[str] = field(default_factory=list)    # why each left-out sample was skipped
     datasets: list[str] = field(default_factory=list)   # (N,) dataset of each sample; empty: a single dataset
     apex_record: dict | None = None                     # spotted apexes (data.apex.spotting_record); None: maps given
+    file_kind: str = "frames"                           # what the maps were read from (data.map_reading)
 
     def au_targets(self, aus: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(N, K) float32 multi-hot over the AU nodes `aus`, and (N,) bool: which samples were AU-coded."""
@@ -102,7 +103,8 @@ def motion_map_arrays(maps: MotionMapData, *, motion: str) -> ModelArrays:
                        flip_signs=FLIP_SIGNS[motion] * (maps.motion.shape[1] // 3),   # u negated in every map
                        notices=list(maps.warnings), skipped=list(maps.skipped),
                        # one dataset: its parts would repeat the whole (as subjects keep their names)
-                       datasets=list(maps.datasets) if len(set(maps.datasets)) > 1 else [])
+                       datasets=list(maps.datasets) if len(set(maps.datasets)) > 1 else [],
+                       file_kind=maps.file_kind)
 
 
 def center_maps(motion: np.ndarray) -> np.ndarray:

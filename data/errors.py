@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 MIN_MAP_SIZE = 8   # the smallest image side preprocessing makes (a model may need more: models.MIN_IMG_SIZE)
+MAX_MAP_SIZE = 2048   # the largest: a (3, S, S) float map of a few thousand samples must fit in memory
 
 
 class DataError(Exception):
@@ -14,6 +15,6 @@ class DataError(Exception):
 
 
 def check_map_size(flag: str, size: int) -> None:
-    """DataError naming `flag` when `size` is below MIN_MAP_SIZE."""
-    if size < MIN_MAP_SIZE:
-        raise DataError(f"{flag} {size}: must be at least {MIN_MAP_SIZE}")
+    """DataError naming `flag` when `size` is outside MIN_MAP_SIZE..MAX_MAP_SIZE."""
+    if not MIN_MAP_SIZE <= size <= MAX_MAP_SIZE:
+        raise DataError(f"{flag} {size}: must be from {MIN_MAP_SIZE} to {MAX_MAP_SIZE}")

@@ -57,6 +57,7 @@ from data.motion_maps import INDEX_NAME, map_column
 from data.phases import DEFAULT_PHASES, phase_release
 from data.release import Release, Sample
 from utils.io import atomic_write_bytes, read_json, write_csv, write_json
+from utils.paths import dataset_path
 
 STYLES = ("default", "ststnet")
 MANIFEST = "export.json"
@@ -139,6 +140,14 @@ def _phase_maps(part: Release, phase: str, settings: dict, cache_dir: Path | Non
     return inputs, maps, notes + inputs.warnings + motion_notes
 
 
+def output_path(out: Path, relative: str, sample: Sample) -> Path:
+    """Where a sample's file goes: inside --out, whatever its sheet cells say (utils.paths.dataset_path)."""
+    try:
+        return dataset_path(out, relative)
+    except ValueError as exc:
+        raise DataError(f"{sample.subject} {sample.filename} (sheet row {sample.row}): output file {exc}") from None
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     """(3, H, W) uint8 RGB -> PNG file contents."""
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb.transpose(1, 2, 0)[..., ::-1]))
@@ -177,9 +186,9 @@ def _write_chunk(release: Release, chunk: list[Sample], out: Path, settings: dic
         motion_rels, face_rel = sample_files(sample, settings["style"], len(phases))
         for rel, (_, maps, _) in zip(motion_rels, computed):
             data = npy_bytes(maps[i]) if settings["style"] == "default" else png_bytes(ststnet_map(maps[i]))
-            atomic_write_bytes(out / rel, data)
+            atomic_write_bytes(output_path(out, rel, sample), data)
         face = inputs.onset[i] if settings["style"] == "default" else inputs.apex[i]
-        atomic_write_bytes(out / face_rel, png_bytes(face))
+        atomic_write_bytes(output_path(out, face_rel, sample), png_bytes(face))
     return [n for _, _, notes in computed for n in notes if not n.startswith("motion:")]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from data.errors import DataError
 
 LAYOUTS = ("cropped", "cropped-updated", "raw", "simple")
+MAX_FRAME = 10 ** 6    # a frame number: over an hour at 200 fps, more than any clip holds
 
 # layout -> candidate folders holding subNN/, relative to raf_path (the first is the layout's own name for it)
 _LAYOUT_DIRS: dict[str, tuple[str, ...]] = {

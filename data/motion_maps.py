@@ -6,7 +6,9 @@ A motion-map folder holds `index.csv` with the columns
 
 - subject: kept exactly as written ('006', 'sub06' and 's06' are three people). Subjects
   define the LOSO folds.
-- dataset: optional name of the dataset a row comes from (e.g. casme2, samm, smic): part
+- dataset: optional name of the dataset a row comes from (e.g. casme2, samm, smic),
+  trimmed and case-folded (data.source.dataset_name: 'SAMM' is 'samm'); a blank cell is
+  refused when other lines name a dataset. Part
   of the subject's identity, so SAMM's '006' and another dataset's '006' stay two folds;
   when the folder holds several datasets a sample's subject reads 'samm/006' (with one,
   the subject stays '006'). Reports then also give each dataset's figures.
@@ -15,7 +17,8 @@ A motion-map folder holds `index.csv` with the columns
            any case. An emotion the protocol maps is accepted too ('disgust' is negative
            under 3class); an emotion the protocol leaves out ('others' under 3class) drops
            the row, counted in `excluded`. Anything else is an error.
-- motion:  image path relative to the folder (absolute paths also work): a 3-channel
+- motion:  image path relative to the folder (utils.paths.dataset_path: no absolute path,
+           '..', backslash or symbolic link out of the folder): a 3-channel
            colour image of any size, 8 or 16 bit. It is resized to S x S and read as RGB
            scaled to [-1, 1] (0 -> -1, mid-grey -> 0, full -> +1), the signed range the
            writer in data.synthetic uses. A single-channel (grey) image is an error: the
@@ -25,7 +28,8 @@ A motion-map folder holds `index.csv` with the columns
            (float32 as written by `prepare.py export`) of shape (H, W, 3) or (3, H, W)
            (channels last when the last axis has 3 entries), taken as it is, with no
            rescaling; it is resized only when its side differs from S. A .npy of another
-           shape or dtype, or with NaN/inf values, is skipped like an unreadable image.
+           shape or dtype, or with NaN/inf values, is skipped like an unreadable image; one
+           whose values pass +-MAX_MAP_VALUE (no motion map's scale comes near) is an error.
 - motion_2 ... motion_K: optional further maps of the same sample (another phase of the clip,
            another flow computation), read like `motion`; a sample's maps are stacked in column
            order as 3K channels. Columns come without gaps (motion_3 needs motion_2), every row
@@ -56,9 +60,11 @@ import numpy as np
 
 from data.action_units import ActionUnit, parse_action_units
 from data.errors import DataError, check_map_size
+from data.map_reading import file_kind
 from data.protocols import KNOWN_EMOTIONS, Protocol, check_enough
 from data.release import au_multi_hot
-from data.source import DatasetSource
+from data.source import DatasetSource, dataset_name
+from utils.paths import dataset_path
 
 if TYPE_CHECKING:
     from data.arrays import ModelArrays
@@ -66,6 +72,7 @@ if TYPE_CHECKING:
 INDEX_NAME = "index.csv"
 REQUIRED = ("subject", "sample", "label", "motion", "face")
 OPTIONAL = ("aus", "dataset")
+MAX_MAP_VALUE = 1e4   # flow in percent of the face side stays within +-100, differences within +-1
 MAP_COLUMN = re.compile(r"motion_([2-9]|[1-9][0-9])")   # motion_2 ... motion_99
 
 
@@ -76,7 +83,8 @@ def map_column(k: int) -> str:
 _WHY = {"missing": "not found", "unreadable": "cannot be read as an image",
         "bad-npy": "cannot be read as a .npy array",
         "not-motion": "is not a finite float array of shape (H, W, 3) or (3, H, W)",
-        "not-finite": "holds NaN or infinite values"}
+        "not-finite": "holds NaN or infinite values",
+        "too-large": f"holds values beyond +-{MAX_MAP_VALUE:g}, far past any motion map's scale"}
 
 
 @dataclass
@@ -95,6 +103,7 @@ class MotionMapData(DatasetSource):
     skipped: list[str] = field(default_factory=list)         # rows skipped (missing files)
     maps: tuple[int, ...] = (1,)         # the map columns used (1-based: 1 = motion, 2 = motion_2, ...)
     map_count: int = 1                   # how many map columns the folder has
+    file_kind: str = "png"               # the motion files: 'png' (images), 'npy' or 'mixed'
 
     def au_multi_hot(self, aus: Sequence[int]) -> np.ndarray:
         """(N, K) float32: 1 where sample n shows AU aus[k] (L/R merged); all 0 without an aus column."""
@@ -187,7 +196,9 @@ def _read_motion_file(path: Path) -> np.ndarray | str:
     if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.floating) or 3 not in (arr.shape[0], arr.shape[2]):
         return "not-motion"
     chw = arr.astype(np.float32) if arr.shape[2] != 3 else arr.astype(np.float32).transpose(2, 0, 1)
-    return chw if np.isfinite(chw).all() else "not-motion"
+    if not np.isfinite(chw).all():
+        return "not-motion"
+    return "too-large" if np.abs(chw).max() > MAX_MAP_VALUE else chw
 
 
 def _stored_size(raw: np.ndarray, path: Path) -> tuple[int, int]:
@@ -283,6 +294,8 @@ def _index_records(index: Path, table: list[tuple[int, list[str]]], columns: dic
     seen: dict[tuple[str, str], int] = {}
     with_face: list[int] = []
     without_face: list[int] = []
+    named: list[int] = []       # lines naming a dataset
+    unnamed: list[int] = []     # lines with a blank dataset cell
     for line, cells in table[1:]:
         value = {c: (cells[i].strip() if i < len(cells) else "") for c, i in columns.items()}
         where = f"{index} line {line}"
@@ -292,7 +305,8 @@ def _index_records(index: Path, table: list[tuple[int, list[str]]], columns: dic
         for col in ("subject", "sample"):  # names reach messages and logs: one line each
             if not value[col].isprintable():
                 raise DataError(f"{where}: '{col}' {value[col]!r} holds a control character")
-        dataset = value.get("dataset", "")
+        dataset = _cell_dataset(value, where)
+        (named if dataset else unnamed).append(line)
         subject = f"{dataset}/{value['subject']}" if dataset else value["subject"]   # identity while reading
         name = value["sample"]
         try:
@@ -314,14 +328,38 @@ def _index_records(index: Path, table: list[tuple[int, list[str]]], columns: dic
         if label is None:
             excluded[value["label"].strip().lower()] += 1
             continue
-        records.append((line, subject, name, label, aus, tuple(root / value[c] for c in map_columns),
-                        root / value["face"] if value["face"] else None, dataset))
+        motion_paths = tuple(_cell_path(root, value, column, where) for column in map_columns)
+        records.append((line, subject, name, label, aus, motion_paths,
+                        _cell_path(root, value, "face", where) if value["face"] else None, dataset))
     if not seen:
         raise DataError(f"{index}: no data lines below the header (line {header_line})")
-    if with_face and without_face:
-        raise DataError(f"{index} line {without_face[0]}: empty 'face' while line {with_face[0]} "
-                        f"gives one; give a face on every line or on none")
+    # a nameless part would hold subjects that may be another part's
+    _check_every_or_none(index, "dataset", named, unnamed, "name the dataset")
+    _check_every_or_none(index, "face", with_face, without_face, "give a face")
     return records, excluded, aus_warnings, bool(with_face)
+
+
+def _check_every_or_none(index: Path, column: str, given: list[int], blank: list[int], advice: str) -> None:
+    """DataError when some lines fill `column` and others leave it blank (line numbers in `given`, `blank`)."""
+    if given and blank:
+        raise DataError(f"{index} line {blank[0]}: blank '{column}' while line {given[0]} gives one; "
+                        f"{advice} on every line or on none")
+
+
+def _cell_dataset(value: dict[str, str], where: str) -> str:
+    """The line's dataset name (data.source.dataset_name), '' without a dataset column or in a blank cell."""
+    try:
+        return dataset_name(value.get("dataset", ""))
+    except ValueError as exc:
+        raise DataError(f"{where}: 'dataset' {exc}") from None
+
+
+def _cell_path(root: Path, value: dict[str, str], column: str, where: str) -> Path:
+    """The file a line's `column` names, inside the folder (utils.paths.dataset_path)."""
+    try:
+        return dataset_path(root, value[column])
+    except ValueError as exc:
+        raise DataError(f"{where}: '{column}' {exc}") from None
 
 
 def _read_sample_maps(where: str, paths: tuple[Path, ...], columns: list[str], img_size: int
@@ -334,6 +372,8 @@ def _read_sample_maps(where: str, paths: tuple[Path, ...], columns: list[str], i
         if isinstance(raw, str) and raw == "grey":
             raise DataError(f"{where}: motion image {path} has a single (grey) channel; "
                             f"motion maps need 3 channels")
+        if isinstance(raw, str) and raw == "too-large":   # not a damaged file to pass over: wrong data
+            raise DataError(f"{where}: motion file {path} {_WHY[raw]}")
         if isinstance(raw, str):
             return f"motion image {path} {_WHY[raw]}"
         stored.append(raw)
@@ -421,4 +461,5 @@ def load_motion_maps(root: Path, protocol: Protocol, *, img_size: int, strict: b
         root=root, protocol=protocol, subjects=subjects, names=[r[2] for r in chosen],
         labels=np.array(labels, dtype=np.int64), aus=[r[4] for r in chosen] if "aus" in columns else None,
         datasets=[r[7] for r in chosen], motion=motion, face=face, warnings=warnings,
-        excluded=dict(sorted(excluded.items())), skipped=skipped, maps=chosen_maps, map_count=_map_count(columns))
+        excluded=dict(sorted(excluded.items())), skipped=skipped, maps=chosen_maps, map_count=_map_count(columns),
+        file_kind=file_kind([path for r in chosen for path in r[5]]))

@@ -12,8 +12,9 @@ from data.action_units import ActionUnit
 from data.errors import DataError
 from data.layout import check_raf_path, frame_path, resolve_layout
 from data.protocols import Protocol, apply_protocol, check_enough
-from data.sheet import find_sheet, read_sheet
+from data.sheet import SheetRow, find_sheet, read_sheet
 from data.source import DatasetSource
+from utils.paths import dataset_path
 
 if TYPE_CHECKING:
     from data.arrays import ModelArrays
@@ -116,7 +117,7 @@ def load_release(raf_path: Path, protocol: Protocol, *, sheet: Path | None = Non
     samples: list[Sample] = []
     skipped: list[str] = []
     for row, label in selection.rows:
-        clip = frames_root / row.subject / row.filename
+        clip = clip_folder(frames_root, row, sheet_path)
         onset_path = frame_path(frames_root, row.subject, row.filename, row.onset)
         apex_path = (None if row.apex is None
                      else frame_path(frames_root, row.subject, row.filename, row.apex))
@@ -143,6 +144,14 @@ def load_release(raf_path: Path, protocol: Protocol, *, sheet: Path | None = Non
                      f"after skipping {len(skipped)} sample(s) with missing frames under {frames_root}")
     return Release(raf_path, sheet_path, layout_name, protocol, samples, warnings,
                    selection.excluded, skipped, frames_root)
+
+
+def clip_folder(frames_root: Path, row: SheetRow, sheet_path: Path) -> Path:
+    """The frame folder of a sheet row, which its Filename cell must not lead out of (utils.paths.dataset_path)."""
+    try:
+        return dataset_path(frames_root / row.subject, row.filename)   # the subject is always 'subNN'
+    except ValueError as exc:
+        raise DataError(f"{sheet_path.name} row {row.row}, column 'Filename': {exc}") from None
 
 
 def au_multi_hot(au_sets: Sequence[frozenset[ActionUnit]], aus: Sequence[int]) -> np.ndarray:

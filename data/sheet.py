@@ -28,6 +28,7 @@ from typing import TypeVar
 
 from data.action_units import ActionUnit, parse_action_units
 from data.errors import DataError
+from data.layout import MAX_FRAME
 
 T = TypeVar("T")
 
@@ -144,11 +145,15 @@ def _parse_cell(parse: Callable[[object], T], value: object, where: str) -> T:
 def _frame(value: object, where: str) -> int:
     if isinstance(value, bool) or _is_blank(value):
         raise DataError(f"{where}: expected a frame number, got {'a blank cell' if _is_blank(value) else repr(value)}")
-    if isinstance(value, (int, float)) and float(value).is_integer() and value >= 0:
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise DataError(f"{where}: expected a frame number, got {value!r}")
+    number = None
+    if isinstance(value, (int, float)) and math.isfinite(value) and float(value).is_integer() and value >= 0:
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= len(str(MAX_FRAME)):
+        number = int(value.strip())
+    if number is None or number > MAX_FRAME:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise DataError(f"{where}: expected a frame number from 0 to {MAX_FRAME}, got {shown}")
+    return number
 
 
 def _open_rows(path: Path) -> list[tuple[int, tuple[object, ...]]]:

@@ -63,3 +63,15 @@ class DatasetSource:
     def provenance(self) -> dict:
         """What a model file records about how the inputs were made, beyond the settings."""
         return {}
+
+
+def dataset_name(cell: str) -> str:
+    """A dataset cell as the dataset's identity: trimmed and case-folded ('SAMM ' and 'samm' are one
+    dataset, whose subjects stay one LOSO fold each). ValueError, saying why, for a name holding a
+    control character or a '/', which joins a dataset to its subjects ('samm/006')."""
+    name = cell.strip().casefold()
+    if not name.isprintable():
+        raise ValueError(f"{cell!r} holds a control character")
+    if "/" in name:
+        raise ValueError(f"{cell!r} holds a '/', which separates a dataset from its subjects")
+    return name

@@ -54,9 +54,9 @@ class Runner:
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "cli_runner.py")], cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    def run(self, argv: list[str], env: dict[str, str], folder: Path) -> Result:
+    def run(self, argv: list[str], env: dict[str, str], folder: Path, script: Path = SCRIPT) -> Result:
         out, err = folder / "stdout.txt", folder / "stderr.txt"
-        request = {"script": str(SCRIPT), "argv": argv, "env": env, "cwd": str(ROOT),
+        request = {"script": str(script), "argv": argv, "env": env, "cwd": str(ROOT),
                    "stdout": str(out), "stderr": str(err), "timeout": TIMEOUT}
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()

@@ -166,8 +166,8 @@ def test_ststnet_shapes_and_parameters():
 
 def test_a_run_on_two_maps_trains_predicts_and_records_them(folder, tmp_path, capsys):
     add_maps(folder, 2)
-    extra = ["--motion", "flow", "--model", "ststnet", "--folds", "sub01,sub02"]
-    args = loso_args(folder, tmp_path, "run", *extra)
+    extra = ["--motion", "flow", "--model", "ststnet"]
+    args = loso_args(folder, tmp_path, "run", *extra, "--folds", "sub01,sub02")   # --final-only runs no folds
     args[args.index("--img-size") + 1] = str(SIZE)
     assert main("5class", FIVE_CLASS_DEFAULTS, args) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

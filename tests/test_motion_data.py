@@ -214,7 +214,7 @@ def test_face_column_partly_empty(folder):
     def edit(rows):
         rows[1]["face"] = ""
     _rewrite(folder, edit)
-    with pytest.raises(DataError, match=r"line 3: empty 'face' while line 2 gives one"):
+    with pytest.raises(DataError, match=r"line 3: blank 'face' while line 2 gives one"):
         load_motion_maps(folder, FIVE, img_size=16)
 
 

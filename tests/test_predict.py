@@ -241,8 +241,10 @@ def bad_files(trained, tmp_path_factory) -> dict:
     record = torch.load(trained["model"], weights_only=True)
     misfit = dict(record, config=dict(record["config"], num_classes=3), classes=CLASSES[:3])
     torch.save(misfit, files["misfit"])
-    torch.save(dict(record, preprocessing=dict(record["preprocessing"], motion="flow", flow_method="farneback")),
-               files["flow"])
+    flow_reading = dict(record["preprocessing"]["maps"], range=[[-3.0, 3.0], [-3.0, 3.0], [0.0, 2.0]],
+                        position=[[0.2, 0.8], [0.2, 0.8], [0.0, 0.2]])    # strain: never negative, mostly still
+    torch.save(dict(record, preprocessing=dict(record["preprocessing"], motion="flow", flow_method="farneback",
+                                               maps=flow_reading)), files["flow"])
     linear = ModelConfig(num_classes=5, img_size=32, arch="linear")
     torch.save(model_record(build_model(linear), linear, CLASSES, torch.eye(9), torch.ones(3), (1.0, 1.0, 1.0),
                             record["preprocessing"], {}), files["linear"])

@@ -55,12 +55,15 @@ def _read_predictions(path: Path) -> tuple[list[str], dict[tuple[str, str, str],
     classes = [c[2:] for c in header if c.startswith("p_")]
     if missing or not classes:
         raise DataError(f"{path}: not a run's predictions.csv (missing {', '.join(missing) or 'p_<class> columns'})")
-    out = {}
+    out, lines = {}, {}
     for line, r in enumerate(rows, start=2):
         if r["label"] not in classes or r["pred"] not in classes:
             raise DataError(f"{path}, line {line}: label {r['label']!r} / pred {r['pred']!r} "
                             f"not among the classes {', '.join(classes)}")
-        out[(r.get("dataset", ""), r["subject"], r["sample"])] = (r["label"], r["pred"])
+        key = (r.get("dataset", ""), r["subject"], r["sample"])
+        if key in out:   # kept, it would silently count once; the run wrote each sample once
+            raise DataError(f"{path}, lines {lines[key]} and {line}: both describe {'/'.join(filter(None, key))}")
+        out[key], lines[key] = (r["label"], r["pred"]), line
     return classes, out
 
 

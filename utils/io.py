@@ -2,6 +2,10 @@
 
 A run killed at any moment therefore leaves each file either as it was or complete,
 never truncated; `--resume` relies on this. Logs are appended one whole line at a time.
+A file gets the mode any new file gets (0666 less the umask), so others on a shared disk
+read results as they read any other file. A write that fails raises WriteError: an OSError
+that is also a data.errors.DataError, whose message names the file, so every command line
+prints it as its one `error:` line.
 """
 from __future__ import annotations
 
@@ -16,8 +20,28 @@ from typing import Any, BinaryIO, Callable, Iterable, Sequence
 import torch
 import yaml
 
+from data.errors import DataError
+from utils.paths import blocking_file
 
 TEMP_SUFFIX = ".tmp"   # a file being written is `.<name>.<random>.tmp` beside its final name
+_UMASK = os.umask(0o022)   # read once (setting it is the only way to read it), then put back
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
+
+class WriteError(DataError, OSError):
+    """A file that cannot be written; the message names it and why (one line)."""
+
+
+def write_error(path: Path, exc: OSError) -> WriteError:
+    """WriteError naming `path` for an OSError met while writing it."""
+    if isinstance(exc, WriteError):
+        return exc
+    blocker = blocking_file(Path(path).parent)
+    if blocker is not None:
+        return WriteError(f"cannot write {path}: {blocker} is a file, not a folder")
+    where = f" ({exc.filename})" if getattr(exc, "filename", None) and str(exc.filename) != str(path) else ""
+    return WriteError(f"cannot write {path}: {exc.strerror or error_text(exc)}{where}")
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
@@ -27,17 +51,23 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], durable: bool = 
     rebuilt when lost, skips it for speed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    try:
+        os.fchmod(fd, FILE_MODE)   # mkstemp makes 0600
         with os.fdopen(fd, "wb") as f:
             write(f)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
 
 
@@ -79,11 +109,14 @@ def append_jsonl(path: Path, record: dict) -> None:
     Lines from several processes never interleave, and a kill cannot truncate the lines
     already written. This is the one file that grows in place instead of being replaced.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (json.dumps(record) + "\n").encode("utf-8"))
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)   # the umask decides, as for any file
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise write_error(path, exc) from None
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -12,7 +12,9 @@ A plain dict of tensors, strings and numbers, so `torch.load(path, weights_only=
     flip_signs     (3M,) sign of each motion channel when a map is mirrored (training augmentation)
     preprocessing  what made the inputs: img_size, motion, protocol, dataset ('release' or 'motion maps'),
                    center_maps; for a release layout and preprocess_version, for flow flow_method and
-                   motion_version; for a motion-map folder export (its export.json's style, motion and size)
+                   motion_version; for a motion-map folder export (its export.json's style, motion and size);
+                   maps: how the training maps were read (data.map_reading: file kind, normalisation,
+                   value range, where their medians sit, centring, maps per sample)
     training       subjects, samples, epochs, seed and args (the run's resolved arguments)
 
 predict.py reads this file, and also fold checkpoints (which hold 'model' and 'args').
@@ -24,7 +26,11 @@ from pathlib import Path
 
 import torch
 
+from data.errors import MAX_MAP_SIZE, MIN_MAP_SIZE
 from data.export import MANIFEST
+from data.map_reading import record_problem as reading_problem
+from data.motion import MOTIONS
+from data.protocols import PROTOCOLS
 from models import ModelConfig
 from utils.io import read_json
 
@@ -68,6 +74,24 @@ def record_problem(record: object) -> str | None:
             and (scale > 0).all()):
         return f"'motion_scale' is not {channels} positive finite numbers (3 per map)"
     return None
+
+
+def preprocessing_problem(preprocessing: dict) -> str | None:
+    """What keeps a model's preprocessing mapping from saying how to prepare inputs, or None."""
+    size = preprocessing.get("img_size")
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_MAP_SIZE <= size <= MAX_MAP_SIZE:
+        return f"preprocessing: img_size {size!r} is not an image side from {MIN_MAP_SIZE} to {MAX_MAP_SIZE}"
+    for key, known in (("motion", MOTIONS), ("protocol", PROTOCOLS)):
+        if preprocessing.get(key) not in known:
+            return f"preprocessing: {key} {preprocessing.get(key)!r} is not one of {', '.join(sorted(known))}"
+    for key in ("center_maps", "tta_flip"):
+        if not isinstance(preprocessing.get(key, False), bool):
+            return f"preprocessing: {key} {preprocessing.get(key)!r} is not true or false"
+    if not isinstance(preprocessing.get("export") or {}, dict):
+        return "preprocessing: export is not a mapping"
+    maps = preprocessing.get("maps")
+    problem = reading_problem(maps) if maps is not None else None
+    return f"preprocessing: maps: {problem}" if problem else None
 
 
 def maps_export(folder: Path) -> dict | None:

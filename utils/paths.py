@@ -69,6 +69,13 @@ def write_problem(path: Path) -> str | None:
     return None
 
 
+def file_write_problem(path: Path) -> str | None:
+    """Why file `path` cannot be written (a folder in its place, its folder not writable), or None."""
+    if Path(path).is_dir():
+        return "is a folder, not a file"
+    return write_problem(Path(path).parent)
+
+
 SEED_FOLDER_PREFIX = "seed"   # a --seeds run keeps each seed's run folder as <parent>/seed<N>
 
 
@@ -82,3 +89,24 @@ def seed_folders(parent: Path) -> list[Path]:
     found = [p for p in parent.glob(f"{SEED_FOLDER_PREFIX}*")
              if p.is_dir() and p.name[len(SEED_FOLDER_PREFIX):].isdigit()]
     return sorted(found, key=lambda p: int(p.name[len(SEED_FOLDER_PREFIX):]))
+
+
+def dataset_path(root: Path, relative: str) -> Path:
+    """`root / relative` for a path a dataset names (an index.csv cell, a sheet's file name), which must
+    stay inside `root`: ValueError, saying why, for an empty, absolute or backslashed path, a '..' part,
+    a control character, or a symbolic link that leads out of `root`. The one rule for every path read
+    or written from dataset text."""
+    if not relative.strip():
+        raise ValueError("is empty")
+    if not relative.isprintable():
+        raise ValueError(f"{relative!r} holds a control character")
+    if "\\" in relative:
+        raise ValueError(f"{relative!r} holds a backslash (write paths with '/')")
+    if relative.startswith("/") or re.match(r"[A-Za-z]:", relative):
+        raise ValueError(f"{relative!r} is absolute; a dataset names its files relative to {root}")
+    if ".." in relative.split("/"):
+        raise ValueError(f"{relative!r} climbs out of {root} with '..'")
+    path = Path(root) / relative
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        raise ValueError(f"{relative!r} leads out of {root} through a symbolic link")
+    return path

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 from data.errors import DataError
 from utils.io import error_text, read_json, write_json
-from utils.paths import file_stem
+from utils.model_file import MODEL_FILE
+from utils.paths import file_stem, seed_folders
 
 SAMPLES_FILE = "samples.json"
 FOLD_KEYS = ("subject", "indices", "preds", "probs", "epochs", "train_samples", "seconds", "selected_epoch")
@@ -28,6 +29,39 @@ def fold_result_path(run_dir: Path, subject: str) -> Path:
 def checkpoint_path(checkpoint_folder: Path, subject: str) -> Path:
     """The checkpoint of fold `subject` in a run's checkpoint folder (utils.paths.run_checkpoint_dir)."""
     return Path(checkpoint_folder) / f"{file_stem(subject)}.pt"
+
+
+# --------------------------------------------------------------------------- what a run folder holds
+
+RUN_KINDS = {"loso": "LOSO", "seeds": "--seeds", "final-only": "--final-only"}
+
+
+def run_kind(args_seeds: object, final_only: bool) -> str:
+    """The kind of run an argument set describes (a key of RUN_KINDS)."""
+    return "seeds" if args_seeds else "final-only" if final_only else "loso"
+
+
+def held_run_kind(folder: Path) -> str | None:
+    """The kind of run `folder`'s files show (a key of RUN_KINDS), None when it holds no results yet;
+    DataError for results that no kind explains (a summary without the samples it pooled)."""
+    folder = Path(folder)
+    if seed_folders(folder):
+        return "seeds"
+    if (folder / SAMPLES_FILE).exists() or (folder / "folds").exists():
+        return "loso"
+    if (folder / "summary.json").exists():
+        raise DataError(f"{folder} holds summary.json but neither {SAMPLES_FILE} nor seed folders, so the run "
+                        "cannot be checked or continued; start a new run (another --output)")
+    return "final-only" if (folder / MODEL_FILE).exists() else None
+
+
+def check_run_kind(folder: Path, wanted: str, saved: Path) -> None:
+    """DataError when `folder` holds another kind of run than its arguments (`saved`) describe: resuming
+    would train the wrong thing into it and replace its results (a --seeds parent whose seeds were lost)."""
+    held = held_run_kind(folder)
+    if held is not None and held != wanted:
+        raise DataError(f"--resume {folder}: the folder holds a {RUN_KINDS[held]} run, but {saved} describes a "
+                        f"{RUN_KINDS[wanted]} run; nothing was changed (restore {saved.name} or start a new run)")
 
 
 # --------------------------------------------------------------------------- samples.json
