@@ -83,7 +83,7 @@ def parse_action_units(cell: object, warn: Callable[[str], None] | None = None) 
     if isinstance(cell, (int, float)):
         if isinstance(cell, float) and math.isnan(cell):
             return frozenset()   # pandas' blank cell
-        if float(cell).is_integer() and 0 < cell < 10 ** MAX_AU_DIGITS:
+        if 0 < cell < 10 ** MAX_AU_DIGITS and float(cell).is_integer():   # bounded first: float(10**400) overflows
             return frozenset({ActionUnit(int(cell))})
         raise DataError(f"unreadable Action Units token {cell!r}")
     text = str(cell).strip()

@@ -216,3 +216,22 @@ def test_aus_outside_counts_samples_not_codes():
     assert aus_outside(sets, (4, 12)) == {7: 2, 43: 2, 56: 1}
     assert list(aus_outside(sets, (4, 12))) == [7, 43, 56]     # most frequent first
     assert aus_outside(sets, (4, 7, 12, 43, 56)) == {}
+
+
+@pytest.mark.parametrize("cell", ["(" * 240 + "4" + ")" * 240, "ref(" * 90 + "7" + ")" * 90 + "+4",
+                                  "(" * 120 + "R6 or R12" + ")" * 120 + "+4"])
+def test_deep_nesting_within_the_length_limit_is_read_without_recursion(cell):
+    import sys
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100)   # a recursive reader would need a frame per level
+    try:
+        assert parse_action_units(cell) <= {ActionUnit(4), ActionUnit(6, "R")}
+        assert ActionUnit(4) in parse_action_units(cell)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+@pytest.mark.parametrize("cell", ["4" * 5000, "AU" + "9" * 4, "(" * 300 + "4" + ")" * 300, 1e300, 10 ** 400])
+def test_cells_past_the_bounds_are_one_data_error(cell):
+    with pytest.raises(DataError):
+        parse_action_units(cell)
