@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from data.errors import MAX_MAP_SIZE, DataError
 from data.apex import APEX_MODES, without_apexes
-from data.arrays import ModelArrays, center_maps
+from data.arrays import ModelArrays, center_maps, fingerprint_settings, provenance, source_arrays
 from data.inputs import default_cache_dir
 from data.layout import LAYOUTS
 from data.map_reading import describe_maps
@@ -377,9 +377,8 @@ def open_dataset(args: argparse.Namespace, protocol: Protocol) -> DatasetSource:
 
 def model_arrays(args: argparse.Namespace, dataset: DatasetSource, info: DistInfo) -> ModelArrays:
     def build(workers: int, progress: bool) -> ModelArrays:
-        return dataset.model_arrays(motion=args.motion, img_size=args.img_size, cache_dir=args.cache_dir,
-                                    workers=workers, strict=args.strict, progress=progress,
-                                    phases=tuple(args.phases))
+        return source_arrays(dataset, motion=args.motion, img_size=args.img_size, cache_dir=args.cache_dir,
+                             workers=workers, strict=args.strict, progress=progress, phases=tuple(args.phases))
 
     if not dataset.uses_cache:
         return build(args.workers, False)
@@ -539,7 +538,7 @@ def data_settings(args: argparse.Namespace, dataset: DatasetSource) -> dict:
     phases = tuple(args.phases)   # named only when not the default, so one-phase runs keep their fingerprint
     return {"protocol": args.protocol, "motion": args.motion, "img_size": args.img_size,
             **({"phases": list(phases)} if phases != DEFAULT_PHASES else {}),
-            **dataset.fingerprint_settings(args.motion)}
+            **fingerprint_settings(dataset, args.motion)}
 
 
 def prepare_run_folder(args: argparse.Namespace, ckpt_dir: Path, fingerprint: dict, folds: list[str],
@@ -780,7 +779,7 @@ def write_final_model(args: argparse.Namespace, dataset: DatasetSource, data: Da
     training = {"subjects": sorted(set(data.subjects)), "samples": trained.train_samples, "epochs": args.epochs,
                 "seed": args.seed, "seconds": trained.seconds, "args": args_record(args)}
     preprocessing = dict(data_settings(args, dataset), center_maps=bool(getattr(args, "center_maps", False)),
-                         tta_flip=bool(args.tta_flip), maps=reading, **dataset.provenance())
+                         tta_flip=bool(args.tta_flip), maps=reading, **provenance(dataset))
     flip_signs = tuple(data.flip_signs.flatten().tolist())
     atomic_torch_save(model_record(trained.model, cfg, dataset.protocol.classes, trained.adjacency,
                                    trained.motion_scale, flip_signs, preprocessing, training), path)

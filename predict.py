@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from data.arrays import center_maps
 from data.errors import DataError
+from data.export import maps_export
 from data.inputs import InputArrays, build_inputs, crop_method, preprocess_sample
 from data.errors import MIN_MAP_SIZE
 from data.layout import FRAME_SUFFIXES, MAX_FRAME, frame_path, resolve_layout
@@ -44,7 +45,7 @@ from models import ModelConfig, build_model
 from utils.distributed import DistInfo
 from utils.explain import explain, explainable, render
 from utils.io import error_text, write_csv
-from utils.model_file import FORMAT, maps_export, preprocessing_problem, record_problem
+from utils.model_file import FORMAT, preprocessing_problem, record_problem
 from utils.paths import file_stem, file_write_problem, write_problem
 
 RAW_FRAME_SIZE = (640, 480)   # (W, H) of CASME II's camera frames: such a frame is face-cropped as the raw layout is

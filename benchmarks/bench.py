@@ -6,8 +6,8 @@
 
 Every figure goes through the code a run uses: the entry scripts' command line and
 defaults (main.build_parser, main.resolve_args), the dataset and its arrays
-(main.open_dataset, main.model_arrays: data.release + data.arrays.release_arrays, or a
-motion-map folder through data.arrays.motion_map_arrays), main.model_config,
+(main.open_dataset, main.model_arrays: a release or a motion-map folder through
+data.arrays.source_arrays), main.model_config,
 ModelArrays.au_targets, engine.DatasetTensors.from_arrays and main.train_settings; then
 engine.fold_statistics, engine.fresh_model, engine.train_one_epoch, engine.run_fold and
 engine.evaluate. One run measures, on this machine:

@@ -3,7 +3,8 @@
 A CASME II release (sheet + frames) gives onset and apex faces (data.inputs), turned into
 the chosen motion representation (data.motion); a motion-map folder (data.motion_maps)
 brings its motion images, and maybe faces and AUs, ready-made. Both end here, in one
-`ModelArrays`, so the engine never needs to know which kind it was.
+`ModelArrays`, so the engine never needs to know which kind it was: `source_arrays` is the one
+road from any source to its arrays, and `fingerprint_settings` / `provenance` say how they were made.
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from data.action_units import ActionUnit
-from data.apex import spotting_record
+from data.apex import SPOT_VERSION, spotting_record
 from data.errors import DataError
-from data.inputs import InputArrays, build_inputs
-from data.motion import FLIP_SIGNS, motion_arrays
+from data.export import maps_export
+from data.inputs import PREPROCESS_VERSION, InputArrays, build_inputs
+from data.motion import FLIP_SIGNS, MOTION_VERSION, default_flow_method, motion_arrays
 from data.motion_maps import MotionMapData
 from data.phases import DEFAULT_PHASES, phase_release
 from data.release import Release, au_multi_hot
+from data.source import DatasetSource
 
 
 @dataclass
@@ -54,8 +57,49 @@ def check_finite(motion: np.ndarray, subjects: list[str], names: list[str], sour
                         f"infinite values{more}")
 
 
-def release_arrays(release: Release, *, motion: str, img_size: int, cache_dir: Path | None, workers: int,
-                   strict: bool, progress: bool, phases: Sequence[str] = DEFAULT_PHASES) -> ModelArrays:
+def source_arrays(source: DatasetSource, *, motion: str, img_size: int, cache_dir: Path | None = None,
+                  workers: int = 0, strict: bool = False, progress: bool = False,
+                  phases: Sequence[str] = DEFAULT_PHASES) -> ModelArrays:
+    """The arrays a run trains on (`motion`: the motion representation the maps hold or are made into;
+    `phases`: the clip's phases that each give a map, data.phases; `cache_dir` None: the default cache)."""
+    if isinstance(source, Release):
+        return _release_arrays(source, motion=motion, img_size=img_size, cache_dir=cache_dir, workers=workers,
+                               strict=strict, progress=progress, phases=phases)
+    if isinstance(source, MotionMapData):
+        # a folder's maps are its columns (--maps), not phases computed from frames
+        if tuple(phases) != DEFAULT_PHASES:
+            raise DataError(f"{source.root}: --phases {','.join(phases)} computes maps from a release's frames; "
+                            f"a motion-map folder brings its maps as columns (choose them with --maps)")
+        return _motion_map_arrays(source, motion=motion)
+    raise TypeError(f"no arrays for a dataset source of kind {type(source).__name__}")
+
+
+def fingerprint_settings(source: DatasetSource, motion: str) -> dict:
+    """The settings of `source` that decide its arrays, for a run's data fingerprint."""
+    if isinstance(source, MotionMapData):
+        # the map columns only when they are not the single `motion` column, so one-map runs keep their fingerprint
+        return {"dataset": "motion maps", **({"maps": list(source.maps)} if source.maps != (1,) else {})}
+    if not isinstance(source, Release):
+        raise TypeError(f"no fingerprint for a dataset source of kind {type(source).__name__}")
+    settings = {"dataset": "release", "layout": source.layout, "preprocess_version": PREPROCESS_VERSION}
+    if source.dropped_apexes is not None:
+        settings["apex"] = "auto"
+    if any(s.apex_path is None for s in source.samples):   # the spotting rule chose some inputs
+        settings["spot_version"] = SPOT_VERSION
+    if motion == "flow":
+        settings.update(flow_method=default_flow_method(), motion_version=MOTION_VERSION)
+    return settings
+
+
+def provenance(source: DatasetSource) -> dict:
+    """What a model file records about how the inputs of `source` were made, beyond the settings."""
+    if isinstance(source, MotionMapData):
+        return {"export": maps_export(source.root)}   # how the maps were made, when prepare.py wrote them
+    return {}
+
+
+def _release_arrays(release: Release, *, motion: str, img_size: int, cache_dir: Path | None, workers: int,
+                    strict: bool, progress: bool, phases: Sequence[str]) -> ModelArrays:
     """One map per phase of each clip (data.phases), stacked in the order of `phases`; a sample
     enters when every phase could be built for it (the others are skipped, with the reason)."""
     inputs, maps, notes, skipped = [], [], [], []
@@ -95,7 +139,7 @@ def _rows_of(inputs: list[InputArrays], keep: list[int]) -> list[list[int]]:
     return [[by_key[key] for key in wanted] for by_key in rows]
 
 
-def motion_map_arrays(maps: MotionMapData, *, motion: str) -> ModelArrays:
+def _motion_map_arrays(maps: MotionMapData, *, motion: str) -> ModelArrays:
     """`motion` says what the folder's maps hold; it only decides how mirroring treats them."""
     check_finite(maps.motion, maps.subjects, maps.names, str(maps.root))
     return ModelArrays(motion=maps.motion, face=maps.face, labels=maps.labels, subjects=list(maps.subjects),

@@ -90,6 +90,18 @@ def export_settings(release: Release, *, style: str, motion: str, size: int, ape
     }
 
 
+def maps_export(folder: Path) -> dict | None:
+    """{'style', 'motion', 'size'} of the `prepare.py export` that wrote a motion-map folder, or None
+    when the folder holds no readable export.json (a folder made by other tools)."""
+    try:
+        manifest = read_json(Path(folder) / MANIFEST)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    return {key: manifest.get(key) for key in ("style", "motion", "size")}
+
+
 def open_out_folder(out: Path, release_root: Path, settings: dict) -> None:
     """Create --out or check that it holds an export with these settings; clear stale temp files."""
     out, release_root = Path(out), Path(release_root).resolve()

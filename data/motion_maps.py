@@ -53,7 +53,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -65,9 +64,6 @@ from data.protocols import KNOWN_EMOTIONS, Protocol, check_enough
 from data.release import au_multi_hot
 from data.source import DatasetSource, dataset_name
 from utils.paths import dataset_path
-
-if TYPE_CHECKING:
-    from data.arrays import ModelArrays
 
 INDEX_NAME = "index.csv"
 REQUIRED = ("subject", "sample", "label", "motion", "face")
@@ -112,24 +108,6 @@ class MotionMapData(DatasetSource):
     def describe(self) -> list[str]:
         columns = ", ".join(map_column(k) for k in self.maps)
         return [f"motion maps: {self.root}", f"maps per sample: {len(self.maps)} of {self.map_count} ({columns})"]
-
-    def model_arrays(self, *, motion: str, img_size: int, cache_dir: Path | None, workers: int, strict: bool,
-                     progress: bool, phases: tuple[str, ...] = ("onset-apex",)) -> "ModelArrays":
-        """The maps as they are: loading already sized them; nothing is cached. A folder's maps are its
-        columns (--maps), not phases computed from frames."""
-        if tuple(phases) != ("onset-apex",):
-            raise DataError(f"{self.root}: --phases {','.join(phases)} computes maps from a release's frames; "
-                            f"a motion-map folder brings its maps as columns (choose them with --maps)")
-        from data.arrays import motion_map_arrays  # data.arrays builds on this module
-        return motion_map_arrays(self, motion=motion)
-
-    def fingerprint_settings(self, motion: str) -> dict:
-        # the map columns only when they are not the single `motion` column, so one-map runs keep their fingerprint
-        return {"dataset": "motion maps", **({"maps": list(self.maps)} if self.maps != (1,) else {})}
-
-    def provenance(self) -> dict:
-        from utils.model_file import maps_export  # it reads the export.json data.export writes
-        return {"export": maps_export(self.root)}   # how the maps were made, when prepare.py wrote them
 
 
 def is_motion_map_folder(path: Path) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -15,9 +15,6 @@ from data.protocols import Protocol, apply_protocol, check_enough
 from data.sheet import SheetRow, find_sheet, read_sheet
 from data.source import DatasetSource
 from utils.paths import dataset_path
-
-if TYPE_CHECKING:
-    from data.arrays import ModelArrays
 
 
 @dataclass(frozen=True)
@@ -79,25 +76,6 @@ class Release(DatasetSource):
 
     def describe(self) -> list[str]:
         return [f"sheet: {self.sheet_path}", f"layout: {self.layout}"]
-
-    def model_arrays(self, *, motion: str, img_size: int, cache_dir: Path | None, workers: int, strict: bool,
-                     progress: bool, phases: tuple[str, ...] = ("onset-apex",)) -> "ModelArrays":
-        from data.arrays import release_arrays  # data.arrays builds on this module
-        return release_arrays(self, motion=motion, img_size=img_size, cache_dir=cache_dir, workers=workers,
-                              strict=strict, progress=progress, phases=phases)
-
-    def fingerprint_settings(self, motion: str) -> dict:
-        from data.inputs import PREPROCESS_VERSION  # both build on this module
-        from data.motion import MOTION_VERSION, default_flow_method
-        from data.apex import SPOT_VERSION
-        settings = {"dataset": "release", "layout": self.layout, "preprocess_version": PREPROCESS_VERSION}
-        if self.dropped_apexes is not None:
-            settings["apex"] = "auto"
-        if any(s.apex_path is None for s in self.samples):   # the spotting rule chose some inputs
-            settings["spot_version"] = SPOT_VERSION
-        if motion == "flow":
-            settings.update(flow_method=default_flow_method(), motion_version=MOTION_VERSION)
-        return settings
 
 
 def load_release(raf_path: Path, protocol: Protocol, *, sheet: Path | None = None,

@@ -3,20 +3,19 @@
 Two kinds implement it: a CASME II release (`data.release.Release`: sheet + frame folders,
 preprocessed into the cache) and a folder of precomputed motion maps
 (`data.motion_maps.MotionMapData`: index.csv + images). The command line works through this
-interface only; a new kind of dataset subclasses DatasetSource, gives the fields below and is
-opened in main.open_dataset.
+interface and data.arrays (which turns any source into the arrays a run trains on); a new kind
+of dataset subclasses DatasetSource, gives the fields below, gets its branch in data.arrays and
+is opened in main.open_dataset.
 """
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     from data.action_units import ActionUnit
-    from data.arrays import ModelArrays
     from data.protocols import Protocol
 
 
@@ -49,20 +48,6 @@ class DatasetSource:
     def describe(self) -> list[str]:
         """The lines --dry-run prints first: where the data comes from."""
         raise NotImplementedError
-
-    def model_arrays(self, *, motion: str, img_size: int, cache_dir: Path | None, workers: int, strict: bool,
-                     progress: bool, phases: tuple[str, ...] = ("onset-apex",)) -> ModelArrays:
-        """The arrays a run trains on (`motion`: the motion representation the maps hold or are made into;
-        `phases`: the clip's phases that each give a map, data.phases)."""
-        raise NotImplementedError
-
-    def fingerprint_settings(self, motion: str) -> dict:
-        """This source's settings that decide its arrays, for a run's data fingerprint."""
-        raise NotImplementedError
-
-    def provenance(self) -> dict:
-        """What a model file records about how the inputs were made, beyond the settings."""
-        return {}
 
 
 def dataset_name(cell: str) -> str:

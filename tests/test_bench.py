@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import bench
-from data.arrays import motion_map_arrays, release_arrays
+from data.arrays import source_arrays
 from data.motion_maps import load_motion_maps
 from data.protocols import get_protocol
 from data.release import load_release
@@ -40,8 +40,8 @@ def test_release_case_trains_on_the_motion_maps_and_onset_faces(tiny) -> None:
     args = bench.run_args(tiny["release"], "5class", ["--device", "cpu", "--cache-dir", str(tiny["cache"]),
                                                       "--img-size", "32"])
     run = bench.run_inputs(args, bench.run_arrays(args))
-    expected = release_arrays(load_release(tiny["release"], get_protocol("5class")), motion="diff", img_size=32,
-                              cache_dir=tiny["cache"], workers=0, strict=False, progress=False)
+    expected = source_arrays(load_release(tiny["release"], get_protocol("5class")), motion="diff", img_size=32,
+                             cache_dir=tiny["cache"], workers=0, strict=False, progress=False)
     assert expected.motion.min() < 0  # a difference image, not a frame
     assert torch.equal(run.data.motion, torch.from_numpy(expected.motion))
     assert torch.allclose(run.data.face, pooled_face(expected.face, run.cfg.grid), atol=1e-5)
@@ -56,7 +56,8 @@ def test_flow_case_is_the_real_flow_setting_on_the_folder(tiny) -> None:
     run = bench.run_inputs(args, bench.run_arrays(args))
     assert run.cfg == ModelConfig(img_size=28, width=0.25, vit_depth=1, num_classes=3)
     assert run.settings.batch_size == 32
-    expected = motion_map_arrays(load_motion_maps(tiny["maps"], get_protocol("3class"), img_size=28), motion="flow")
+    expected = source_arrays(load_motion_maps(tiny["maps"], get_protocol("3class"), img_size=28), motion="flow",
+                             img_size=28)
     assert torch.equal(run.data.motion, torch.from_numpy(expected.motion))
     assert torch.allclose(run.data.face, pooled_face(expected.face, run.cfg.grid), atol=1e-5)
     assert run.data.flip_signs.flatten().tolist() == [-1.0, 1.0, 1.0]  # mirroring a flow map negates u

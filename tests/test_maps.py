@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from data import DataError, get_protocol
-from data.arrays import motion_map_arrays
+from data.arrays import fingerprint_settings, source_arrays
 from data.motion_maps import load_motion_maps
 from data.synthetic import write_motion_map_folder
 from engine import DatasetTensors, mirror
@@ -85,16 +85,16 @@ def test_maps_picks_columns_in_the_order_given(folder):
     only_second = load_motion_maps(folder, FIVE, img_size=SIZE, maps=[2])
     np.testing.assert_array_equal(only_second.motion, second)
     # one map: the fingerprint of a one-map folder; other maps: named in it
-    assert load_motion_maps(folder, FIVE, img_size=SIZE, maps=[1]).fingerprint_settings("diff") == \
+    assert fingerprint_settings(load_motion_maps(folder, FIVE, img_size=SIZE, maps=[1]), "diff") == \
         {"dataset": "motion maps"}
-    assert picked.fingerprint_settings("diff") == {"dataset": "motion maps", "maps": [3, 1]}
+    assert fingerprint_settings(picked, "diff") == {"dataset": "motion maps", "maps": [3, 1]}
     with pytest.raises(DataError, match=r"--maps 4: .*index.csv has 3 map column\(s\) .*no map 4"):
         load_motion_maps(folder, FIVE, img_size=SIZE, maps=[4])
 
 
 def test_mirroring_negates_u_in_every_map(folder):
     add_maps(folder, 2)
-    arrays = motion_map_arrays(load_motion_maps(folder, FIVE, img_size=SIZE), motion="flow")
+    arrays = source_arrays(load_motion_maps(folder, FIVE, img_size=SIZE), motion="flow", img_size=SIZE)
     assert arrays.flip_signs == (-1.0, 1.0, 1.0, -1.0, 1.0, 1.0)
     data = DatasetTensors.from_arrays(arrays.motion, None, arrays.labels, np.zeros((len(arrays.labels), 2)),
                                       arrays.subjects, arrays.names, torch.device("cpu"), 4,
@@ -104,7 +104,7 @@ def test_mirroring_negates_u_in_every_map(folder):
     for c in range(6):
         sign = -1.0 if c in (0, 3) else 1.0
         torch.testing.assert_close(mirrored[:, c], sign * x[:, c].flip(-1))
-    diff = motion_map_arrays(load_motion_maps(folder, FIVE, img_size=SIZE), motion="diff")
+    diff = source_arrays(load_motion_maps(folder, FIVE, img_size=SIZE), motion="diff", img_size=SIZE)
     assert diff.flip_signs == (1.0,) * 6
 
 

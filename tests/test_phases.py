@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.arrays import motion_map_arrays, release_arrays
+from data.arrays import source_arrays
 from data.export import export_release
 from data.inputs import build_inputs
 from data.motion import motion_arrays
@@ -29,8 +29,8 @@ def cache_in_tmp(tmp_path, monkeypatch):
 
 
 def arrays(root: Path, tmp_path: Path, phases=BOTH, motion="diff"):
-    return release_arrays(load_release(root, FIVE), motion=motion, img_size=24, cache_dir=tmp_path / "cache",
-                          workers=0, strict=False, progress=False, phases=phases)
+    return source_arrays(load_release(root, FIVE), motion=motion, img_size=24, cache_dir=tmp_path / "cache",
+                         workers=0, strict=False, progress=False, phases=phases)
 
 
 def test_the_relaxation_runs_from_the_apex_to_the_offset_frame(tiny_release):
@@ -94,9 +94,9 @@ def test_a_run_with_both_phases_and_its_export_read_back_bit_exact(tiny_release,
     export_release(release, tmp_path / "maps", cache_dir=tmp_path / "cache", progress=False, size=32, phases=BOTH)
     header = (tmp_path / "maps" / "index.csv").read_text().splitlines()[0]
     assert header == "subject,sample,label,motion,motion_2,face,aus,dataset"
-    got = motion_map_arrays(load_motion_maps(tmp_path / "maps", FIVE, img_size=32), motion="diff")
-    want = release_arrays(release, motion="diff", img_size=32, cache_dir=tmp_path / "cache", workers=0,
-                          strict=True, progress=False, phases=BOTH)
+    got = source_arrays(load_motion_maps(tmp_path / "maps", FIVE, img_size=32), motion="diff", img_size=32)
+    want = source_arrays(release, motion="diff", img_size=32, cache_dir=tmp_path / "cache", workers=0,
+                         strict=True, progress=False, phases=BOTH)
     assert np.array_equal(got.motion, want.motion) and got.names == want.names
 
 

@@ -13,7 +13,7 @@ import torch
 
 import predict
 from data.action_units import ActionUnit
-from data.arrays import release_arrays
+from data.arrays import source_arrays
 from data.protocols import get_protocol
 from data.release import load_release
 from engine import DatasetTensors, TrainSettings, evaluate, load_pretrained
@@ -58,8 +58,8 @@ def engine_probabilities(trained: dict, tta_flip: bool = False) -> tuple[list[st
     model = build_model(cfg)
     model.load_state_dict(record["model"])
     release = load_release(trained["release"], get_protocol("5class"))
-    arrays = release_arrays(release, motion="diff", img_size=32, cache_dir=trained["cache"], workers=0, strict=False,
-                            progress=False)
+    arrays = source_arrays(release, motion="diff", img_size=32, cache_dir=trained["cache"], workers=0, strict=False,
+                           progress=False)
     au, au_known = arrays.au_targets(cfg.aus)
     data = DatasetTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects, arrays.names,
                                       torch.device("cpu"), cfg.grid, au_known=au_known)
@@ -84,8 +84,8 @@ def test_model_file_round_trip(trained):
     assert record["training"]["subjects"] == ["sub01", "sub02", "sub03", "sub04"] and record["training"]["samples"] == 24
     # the motion scale is each channel's standard deviation over every training sample
     release = load_release(trained["release"], get_protocol("5class"))
-    arrays = release_arrays(release, motion="diff", img_size=32, cache_dir=trained["cache"], workers=0, strict=False,
-                            progress=False)
+    arrays = source_arrays(release, motion="diff", img_size=32, cache_dir=trained["cache"], workers=0, strict=False,
+                           progress=False)
     expected = torch.from_numpy(arrays.motion).std(dim=(0, 2, 3))
     assert torch.allclose(record["motion_scale"], expected, rtol=1e-5)
     # --pretrained takes the file as it is: every tensor loads

@@ -13,7 +13,7 @@ import pytest
 import data.export
 import prepare
 from data.apex import error_summary, spot_apex
-from data.arrays import motion_map_arrays, release_arrays
+from data.arrays import source_arrays
 from data.export import export_release
 from data.inputs import build_inputs, spot_face
 from data.motion_maps import load_motion_maps
@@ -62,8 +62,8 @@ def test_default_export_gives_the_release_arrays(release_root, tmp_path, motion)
     export(release_root, tmp_path / "maps", tmp_path / "cache", motion=motion, size=32)
     assert {p: p.stat().st_mtime_ns for p in release_root.rglob("*")} == before   # the release is only read
     kw = dict(motion=motion, img_size=32, cache_dir=tmp_path / "cache", workers=0, strict=True, progress=False)
-    want = release_arrays(load_release(release_root, FIVE), **kw)
-    got = motion_map_arrays(load_motion_maps(tmp_path / "maps", FIVE, img_size=32), motion=motion)
+    want = source_arrays(load_release(release_root, FIVE), **kw)
+    got = source_arrays(load_motion_maps(tmp_path / "maps", FIVE, img_size=32), motion=motion, img_size=32)
     assert got.motion.dtype == np.float32 and np.array_equal(got.motion, want.motion)
     assert np.array_equal(got.face, want.face) and np.array_equal(got.labels, want.labels)
     assert (got.subjects, got.names, got.aus) == (want.subjects, want.names, want.aus)

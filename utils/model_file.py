@@ -22,17 +22,14 @@ predict.py reads this file, and also fold checkpoints (which hold 'model' and 'a
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 
 from data.errors import MAX_MAP_SIZE, MIN_MAP_SIZE
-from data.export import MANIFEST
 from data.map_reading import record_problem as reading_problem
 from data.motion import MOTIONS
 from data.protocols import PROTOCOLS
 from models import ModelConfig
-from utils.io import read_json
 
 MODEL_FILE = "model.pt"
 FORMAT = "amgcn-model"
@@ -92,15 +89,3 @@ def preprocessing_problem(preprocessing: dict) -> str | None:
     maps = preprocessing.get("maps")
     problem = reading_problem(maps) if maps is not None else None
     return f"preprocessing: maps: {problem}" if problem else None
-
-
-def maps_export(folder: Path) -> dict | None:
-    """{'style', 'motion', 'size'} of the `prepare.py export` that wrote a motion-map folder, or None
-    when the folder holds no readable export.json (a folder made by other tools)."""
-    try:
-        manifest = read_json(Path(folder) / MANIFEST)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict):
-        return None
-    return {key: manifest.get(key) for key in ("style", "motion", "size")}

@@ -1,13 +1,17 @@
 """The motion-map export of a synthetic release: the folder format data.motion_maps reads."""
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from data.action_units import format_action_units
+from data.inputs import build_inputs
+from data.motion import motion_arrays
 from data.protocols import Protocol
+from data.release import load_release
 from data.synthetic.write import JPEG_QUALITY
 
 
@@ -20,12 +24,6 @@ def write_motion_map_folder(release_root: Path, out: Path, protocol: Protocol,
     [-1, 1] and stored as (m + 1) / 2 * 255, which data.motion_maps reads back),
     <subject>/<filename>_face.jpg (the onset face) and index.csv with an aus column.
     """
-    import csv
-
-    from data.inputs import build_inputs
-    from data.motion import motion_arrays
-    from data.release import load_release
-
     release = load_release(Path(release_root), protocol)
     inputs = build_inputs(release, img_size=img_size, cache_dir=cache_dir, progress=False)
     motion, _ = motion_arrays(inputs, kind, cache_dir=cache_dir)          # (N, 3, S, S)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from data.action_units import ActionUnit, parse_action_units
+from data.sheet import read_sheet
 from data.synthetic.randomness import _rng
 from utils.face_regions import AU_REGIONS
 
@@ -153,8 +154,6 @@ def _clips_from_sheet(path: Path, seed: int) -> list[Clip]:
     Motion = the row's annotated AUs plus a typical AU set of its emotion, so the class is
     recoverable from the frames even where the coders gave few or shared AUs.
     """
-    from data.sheet import read_sheet  # only this mode needs the sheet reader
-
     rows, _ = read_sheet(path)
     clips = []
     for r in rows:
