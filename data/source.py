@@ -4,7 +4,7 @@ Two kinds implement it: a CASME II release (`data.release.Release`: sheet + fram
 preprocessed into the cache) and a folder of precomputed motion maps
 (`data.motion_maps.MotionMapData`: index.csv + images). The command line works through this
 interface only; a new kind of dataset subclasses DatasetSource, gives the fields below and is
-opened in main.open_dataset.
+opened in run_data.open_dataset.
 """
 from __future__ import annotations
 
