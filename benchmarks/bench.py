@@ -68,9 +68,9 @@ from utils.distributed import DistInfo, threads_per_process  # noqa: E402
 
 # A release of CASME II's size: 26 subjects x 10 clips, 258 of them in the 5-class protocol.
 CASME_RELEASE = dict(subjects=26, per_subject=10, layout="cropped", frames="key")
-# The real-flow setting: 24 subjects x 6 clips of the three 3-class emotions' sources (144 samples).
+# The real-flow setting: 24 subjects x 6 clips of the 5-class emotions that the 3-class protocol keeps (144 samples).
 FLOW_RELEASE = dict(subjects=24, per_subject=6, layout="cropped", frames="key",
-                    emotions=("happiness", "surprise", "disgust", "repression"))
+                    emotions=tuple(c for c in get_protocol("5class").classes if get_protocol("3class").class_of(c)))
 FLOW_MAP_SIZE = 28
 FLOW_FLAGS = ["--img-size", "28", "--width", "0.25", "--vit-depth", "1", "--batch-size", "32", "--motion", "flow"]
 FLOP_SIZES = "28,48,112,224"
