@@ -143,3 +143,12 @@ def test_the_five_classes_are_named_in_the_protocols_only():
     tops = [p for p in ROOT.iterdir() if not p.name.startswith(".") and p.name != "tests"]
     sources = [p for top in tops for p in ([top] if top.suffix == ".py" else top.rglob("*.py") if top.is_dir() else [])]
     assert [str(p.relative_to(ROOT)) for p in sources if spelled.search(p.read_text())] == ["data/protocols.py"]
+
+
+def test_every_flag_has_a_line_in_the_readme_flags_table():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Flags"):readme.index("\n## ", readme.index("## Flags") + 1)]
+    lines = {line.split("|")[1] for line in table.splitlines() if line.startswith("| `--")}
+    missing = [a.option_strings[0] for a in actions(build_parser("5class", CASME2_5.DEFAULTS)).values()
+               if not any(re.search(re.escape(o) + "[` ]", cell) for cell in lines for o in a.option_strings)]
+    assert missing == []
