@@ -282,6 +282,7 @@ def add_output_flags(g: argparse._ArgumentGroup) -> None:
 
 
 def resolve_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """The flags of `argv` with a preset, --demo or a resumed run's saved arguments applied, then checked."""
     args = parser.parse_args(argv)
     given = explicit_flags(parser, argv)
     if args.resume is not None:
@@ -388,6 +389,7 @@ def note_numeric_changes(saved: dict, args: argparse.Namespace, given: set[str],
 
 
 def check_args(args: argparse.Namespace) -> None:
+    """UsageError naming the flag for a value, or a combination of flags, that cannot work."""
     check_numbers(args)
     low, high = NUMBER_RANGES["seed"][1:3]
     if any(not low <= seed <= high for seed in getattr(args, "seeds", None) or []):

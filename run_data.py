@@ -34,7 +34,8 @@ def demo_release() -> Path:
             (root / ".complete").touch()
         except OSError as e:
             source = "AMGCN_CACHE" if os.environ.get("AMGCN_CACHE") else "cache folder"
-            raise UsageError(f"{source} {default_cache_dir()}: cannot hold the demo release ({error_text(e)})") from None
+            raise UsageError(f"{source} {default_cache_dir()}: cannot hold the demo release "
+                             f"({error_text(e)})") from None
     return root
 
 
