@@ -1,4 +1,4 @@
-"""AM-GCN on CASME II, 5 classes (happiness, surprise, disgust, repression, others), LOSO.
+"""AM-GCN on CASME II, the 5-class protocol (its classes: data/protocols.py), LOSO.
 
     python CASME2_5.py --raf_path /data/CASME2 --epochs 100
 """

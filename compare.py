@@ -10,11 +10,10 @@ ends with one `error:` line and exit status 2.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Sequence
 
+from cli import CommandLineParser, UsageError, path_value, print_error
 from data.errors import DataError
-from main import CommandLineParser, UsageError, path_value
 from utils.comparison import compare_runs, format_comparison, read_run
 from utils.io import write_json
 from utils.paths import file_write_problem
@@ -58,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.plot is not None:
             save_comparison(result, args.plot)
     except (UsageError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 2
     return 0
 

@@ -91,11 +91,11 @@ class DatasetTensors:
 
 @dataclass
 class TrainSettings:
-    epochs: int
+    epochs: int       # epochs, batch_size, lr: each entry script gives its protocol's (CASME2_*.py DEFAULTS)
     batch_size: int
     lr: float
-    weight_decay: float
-    optimizer: str
+    weight_decay: float = 1e-4
+    optimizer: str = "adam"
     eval_batch_size: int = 256
     val_subjects: int = 0
     report_oracle: bool = False

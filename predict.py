@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cli import CommandLineParser, UsageError, emit, path_value, print_error, resolve_device
 from data.arrays import center_maps
 from data.errors import DataError
 from data.export import maps_export
@@ -39,9 +40,9 @@ from data.motion_maps import _WHY, _read_image, _read_motion, _resize, is_motion
 from data.protocols import PROTOCOLS, get_protocol
 from data.release import Sample, load_release
 from engine import DatasetTensors, TrainSettings, class_probabilities, fold_statistics, fold_subjects, fold_seed
-from main import (CommandLineParser, UsageError, build_parser, emit, model_config, model_arrays, open_dataset,
-                  path_value, resolve_device)
 from models import ModelConfig, build_model
+from options import build_parser, model_config
+from run_data import model_arrays, open_dataset
 from utils.distributed import DistInfo
 from utils.explain import explain, explainable, render
 from utils.io import error_text, write_csv
@@ -543,10 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_arg_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         return run(args)
     except (UsageError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 2
     except OSError as e:  # an output that cannot be written (a full disk, a folder in the way)
-        print(f"error: {error_text(e)}{f' ({e.filename})' if e.filename else ''}", file=sys.stderr)
+        print_error(f"{error_text(e)}{f' ({e.filename})' if e.filename else ''}")
         return 2
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from cli import CommandLineParser, UsageError, phase_list, print_error
 from data.apex import error_summary, errors_by_length
 from data.errors import DataError, check_map_size
 from data.export import APEX_MODES, STYLES, export_release
-from data.phases import DEFAULT_PHASES, PHASES, parse_phases
+from data.phases import DEFAULT_PHASES, PHASES
 from data.inputs import crop_method, default_cache_dir, spot_sample
 from data.layout import LAYOUTS
 from data.motion import MOTIONS
@@ -32,8 +33,8 @@ WORST_SHOWN = 10     # clips listed by `spot` under "largest errors"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python prepare.py", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = CommandLineParser(prog="python prepare.py", description=__doc__.splitlines()[0],
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = p.add_subparsers(dest="command", required=True)
 
     def release_flags(sub: argparse.ArgumentParser) -> None:
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--size", type=int, default=224, help="face size in px (the run's --img-size)")
     ex.add_argument("--apex", choices=APEX_MODES, default="annotated",
                     help="annotated: the sheet's apex, spotted where missing; auto: spot every apex")
-    ex.add_argument("--phases", type=phase_tuple, default=DEFAULT_PHASES,
+    ex.add_argument("--phases", type=phase_list, default=DEFAULT_PHASES,
                     help="the clip's phases, one map each, written as motion, motion_2, ...: "
                          + ", ".join(PHASES) + " (as the entry scripts' --phases)")
     ex.add_argument("--workers", type=int, default=0, help="processes decoding frames")
@@ -66,13 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     release_flags(sp)
     sp.add_argument("--out", type=Path, default=Path("apex_spotting.csv"), help="per-sample CSV to write")
     return p
-
-
-def phase_tuple(text: str) -> tuple[str, ...]:
-    try:
-        return parse_phases(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def warn(line: str) -> None:
@@ -96,7 +90,7 @@ def export(args: argparse.Namespace) -> int:
     release = open_release(args, strict=True)   # an export is complete or fails
     report = export_release(release, args.out, style=args.style, motion=motion, size=args.size, apex=args.apex,
                             cache_dir=args.cache_dir, workers=args.workers, progress=sys.stderr.isatty(),
-                            phases=args.phases)
+                            phases=tuple(args.phases))
     for line in report.notices:
         if line.startswith("motion:"):
             print(line, file=sys.stderr)
@@ -152,14 +146,14 @@ def print_spot_details(rows: list[list]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return export(args) if args.command == "export" else spot(args)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UsageError, DataError) as exc:
+        print_error(exc)
         return 2
     except OSError as exc:   # e.g. --out on a read-only disk
-        print(f"error: cannot write: {exc}", file=sys.stderr)
+        print_error(f"cannot write: {exc}")
         return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to continue", file=sys.stderr)

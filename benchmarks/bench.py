@@ -5,10 +5,10 @@
                                [--release DIR] [--motion-maps DIR] [--cache-dir DIR]
 
 Every figure goes through the code a run uses: the entry scripts' command line and
-defaults (main.build_parser, main.resolve_args), the dataset and its arrays
-(main.open_dataset, main.model_arrays: a release or a motion-map folder through
-data.arrays.source_arrays), main.model_config,
-ModelArrays.au_targets, engine.DatasetTensors.from_arrays and main.train_settings; then
+defaults (options.build_parser, options.resolve_args), the dataset and its arrays
+(run_data.open_dataset, run_data.model_arrays: a release or a motion-map folder through
+data.arrays.source_arrays), options.model_config,
+ModelArrays.au_targets, engine.DatasetTensors.from_arrays and options.train_settings; then
 engine.fold_statistics, engine.fresh_model, engine.train_one_epoch, engine.run_fold and
 engine.evaluate. One run measures, on this machine:
   * the fp32 GEMM peak (large square matmuls, median of repeats);
@@ -52,6 +52,7 @@ if __package__ in (None, ""):  # `python benchmarks/bench.py`
 
 from CASME2_3 import DEFAULTS as THREE_CLASS_DEFAULTS  # noqa: E402
 from CASME2_5 import DEFAULTS as FIVE_CLASS_DEFAULTS  # noqa: E402
+from cli import UsageError, positive_int, print_error, resolve_device  # noqa: E402
 from data.arrays import ModelArrays  # noqa: E402
 from data.errors import DataError  # noqa: E402
 from data.inputs import default_cache_dir  # noqa: E402
@@ -59,17 +60,17 @@ from data.protocols import get_protocol  # noqa: E402
 from data.synthetic import generate_release, write_motion_map_folder  # noqa: E402
 from engine import (DatasetTensors, TrainSettings, evaluate, fold_seed, fold_statistics, fold_subjects,  # noqa: E402
                     fresh_model, make_optimizer, run_fold, train_one_epoch, training_batches)
-from main import (UsageError, args_record, build_parser, model_arrays, model_config, open_dataset,  # noqa: E402
-                  resolve_args, resolve_device, train_settings)
 from models import BRANCHES, ModelConfig, build_model, count_flops  # noqa: E402
 from models.flops import branch_share_table, flops_by_size, input_sizes  # noqa: E402
+from options import args_record, build_parser, model_config, resolve_args, train_settings  # noqa: E402
+from run_data import model_arrays, open_dataset  # noqa: E402
 from utils.distributed import DistInfo, threads_per_process  # noqa: E402
 
 # A release of CASME II's size: 26 subjects x 10 clips, 258 of them in the 5-class protocol.
 CASME_RELEASE = dict(subjects=26, per_subject=10, layout="cropped", frames="key")
-# The real-flow setting: 24 subjects x 6 clips of the three 3-class emotions' sources (144 samples).
+# The real-flow setting: 24 subjects x 6 clips of the 5-class emotions that the 3-class protocol keeps (144 samples).
 FLOW_RELEASE = dict(subjects=24, per_subject=6, layout="cropped", frames="key",
-                    emotions=("happiness", "surprise", "disgust", "repression"))
+                    emotions=tuple(c for c in get_protocol("5class").classes if get_protocol("3class").class_of(c)))
 FLOW_MAP_SIZE = 28
 FLOW_FLAGS = ["--img-size", "28", "--width", "0.25", "--vit-depth", "1", "--batch-size", "32", "--motion", "flow"]
 FLOP_SIZES = "28,48,112,224"
@@ -354,13 +355,6 @@ def flow_case(folder: Path, flags: list[str], epochs: int, peak: float) -> dict:
 
 # --------------------------------------------------------------------------- main
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, 224 px steps only, epoch at 112 px")
@@ -436,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_benchmark(args)
     except (UsageError, DataError) as e:  # bad flags or data: one line, as the entry scripts say it
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 2
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cli import number_list, print_error
 from data.apex import error_summary, smooth_scores, spot_apex, top_block_mean
 from data.inputs import clip_frames, spot_face
 from data.protocols import get_protocol
@@ -85,16 +86,6 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
     return lines
 
 
-def number_list(text: str) -> list[float]:
-    try:
-        values = [float(t) for t in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if any(not v >= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected numbers >= 0, got {text!r}")
-    return values
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.spotting", description=__doc__.splitlines()[0])
     p.add_argument("--drifts", type=number_list, default=[0.0, 0.5, 1.0], help="head drift over a clip, px")
@@ -105,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--work", type=Path, help="folder for the releases (kept; default a temporary one)")
     args = p.parse_args(argv)
     if args.subjects < 1 or args.per_subject < 1:
-        print("error: --subjects and --per-subject must be at least 1", file=sys.stderr)
+        print_error("--subjects and --per-subject must be at least 1")
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         print("\n".join(run(args, args.work or Path(tmp))))

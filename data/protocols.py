@@ -19,9 +19,9 @@ from pathlib import Path
 from data.errors import DataError
 from data.sheet import SheetRow
 
+_FIVE = ("happiness", "surprise", "disgust", "repression", "others")
 # Every emotion spelling seen in the official sheets; others are reported as unknown.
-KNOWN_EMOTIONS = frozenset({"happiness", "surprise", "disgust", "repression", "others",
-                            "fear", "sadness"})
+KNOWN_EMOTIONS = frozenset(_FIVE + ("fear", "sadness"))
 
 MEGC2019_LIST = Path(__file__).with_name("megc2019_casme2.csv")
 
@@ -84,9 +84,7 @@ _THREE_MAP = (("disgust", "negative"), ("repression", "negative"), ("fear", "neg
 
 PROTOCOLS: dict[str, Protocol] = {
     "5class": Protocol(
-        "5class", ("happiness", "surprise", "disgust", "repression", "others"),
-        emotion_to_class=tuple((e, e) for e in
-                               ("happiness", "surprise", "disgust", "repression", "others")),
+        "5class", _FIVE, emotion_to_class=tuple((e, e) for e in _FIVE),
         description="five emotions; fear and sadness left out"),
     "3class": Protocol(
         "3class", _THREE,

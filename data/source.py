@@ -5,7 +5,7 @@ preprocessed into the cache) and a folder of precomputed motion maps
 (`data.motion_maps.MotionMapData`: index.csv + images). The command line works through this
 interface and data.arrays (which turns any source into the arrays a run trains on); a new kind
 of dataset subclasses DatasetSource, gives the fields below, gets its branch in data.arrays and
-is opened in main.open_dataset.
+is opened in run_data.open_dataset.
 """
 from __future__ import annotations
 

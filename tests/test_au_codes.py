@@ -14,7 +14,7 @@ from data.motion_maps import load_motion_maps
 from data.protocols import get_protocol
 from data.release import au_multi_hot, aus_outside
 from data.sheet import read_sheet
-from main import print_dataset
+from run_data import print_dataset
 from utils.face_regions import DEFAULT_AUS
 
 # Every distinct cell of the 'Action Units' column of SAMM_Micro_FACS_Codes_v2.xlsx (97),

@@ -128,7 +128,7 @@ def test_logit_adjustment_shifts_the_logits_in_the_loss_only():
 
 
 def test_label_smoothing_spreads_the_target():
-    from main import build_parser, model_config
+    from options import build_parser, model_config
 
     logits, labels = torch.tensor([[3.0, 0.0, -1.0], [0.5, 0.2, 0.1]]), torch.tensor([0, 2])
     _, parts = compute_loss({"logits": logits, "au_logits": None}, labels, None, ModelConfig(num_classes=3,
@@ -157,7 +157,7 @@ def test_class_terms_come_from_the_fold_training_labels():
 
 
 def test_loss_flags_reach_the_training_settings_and_override_the_preset(tmp_path):
-    from main import build_parser, resolve_args, train_settings
+    from options import build_parser, resolve_args, train_settings
 
     parser = build_parser("3class", FIVE_CLASS_DEFAULTS)
     base = ["--raf_path", str(tmp_path), "--preset", "flow28"]
@@ -244,7 +244,7 @@ def test_center_maps_puts_each_maps_zero_at_zero():
 
 
 def test_preset_applies_unless_a_flag_is_given():
-    from main import PRESETS, build_parser, resolve_args
+    from options import PRESETS, build_parser, resolve_args
 
     parser = build_parser("3class", dict(batch_size=24, lr=0.0001, epochs=100))
     args = resolve_args(parser, ["--raf_path", "x", "--preset", "flow28", "--epochs", "7"])
@@ -268,7 +268,7 @@ def test_aus_flag_sets_the_graph_nodes(tmp_path, capsys):
 
 
 def test_aus_flag_reaches_the_model(tmp_path):
-    from main import build_parser, model_config
+    from options import build_parser, model_config
 
     args = build_parser("3class", FIVE_CLASS_DEFAULTS).parse_args(["--aus", "1,7,12"])
     arrays = type("Arrays", (), {"face": None, "aus": [None]})()
@@ -277,7 +277,7 @@ def test_aus_flag_reaches_the_model(tmp_path):
 
 
 def test_head_flags_reach_the_model():
-    from main import build_parser, model_config
+    from options import build_parser, model_config
 
     arrays = type("Arrays", (), {"face": None, "aus": [None]})()
     parse = build_parser("3class", FIVE_CLASS_DEFAULTS).parse_args

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import engine
+from cli import UsageError
 from data import DataError, get_protocol, load_release
 from data.arrays import check_finite
 from data.inputs import build_inputs
@@ -25,8 +26,8 @@ from data.motion import motion_arrays
 from engine import (DatasetTensors, TrainingError, TrainSettings, checkpoint_problem, make_optimizer, read_checkpoint,
                     read_weights, run_fold, untrainable)
 from helpers import FIVE_CLASS_DEFAULTS
-from main import (NUMBER_RANGES, UsageError, args_record, build_parser, check_args, check_numbers, read_saved_args,
-                  folds_with_samples)
+from options import (NUMBER_RANGES, args_record, build_parser, check_args, check_numbers, folds_with_samples,
+                     read_saved_args)
 from models import ModelConfig, build_model
 from utils.io import write_json, write_yaml
 from utils.paths import file_stem, run_checkpoint_dir, write_problem

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from data.action_units import ActionUnit, parse_action_units
+from data.protocols import PROTOCOLS
 from data.sheet import read_sheet
 from data.synthetic.randomness import _rng
 from utils.face_regions import AU_REGIONS
@@ -23,7 +24,7 @@ EMOTION_AUS: dict[str, tuple[str, ...]] = {
     "sadness": ("1+4+15", "1+4+15+17", "4+15"),
     "fear": ("1+2+4+20", "1+2+4+20+25", "4+20"),
 }
-FIVE_CLASSES = ("happiness", "surprise", "disgust", "repression", "others")
+FIVE_CLASSES = PROTOCOLS["5class"].classes
 OBJECTIVE_CLASS = {"happiness": 1, "surprise": 2, "disgust": 4, "repression": 5,
                    "others": 7, "sadness": 6, "fear": 3}
 # Irregular file names seen in the real sheets; the generator mixes them in.
