@@ -7,7 +7,7 @@
     ... --explain OUT_DIR                                                  # one PNG per sample
 
 --model takes the model.pt a run writes with --final, or any fold checkpoint
-(<checkpoint-dir>/<run>/<subject>.pt), whose network is rebuilt from the arguments it holds.
+(<checkpoint-dir>/<run>/<subject>.pt), which describes its network as model.pt does.
 Every input goes through the preprocessing the model was trained with (face crop, size, motion
 kind, flow method, motion normalisation). Bad input ends with one `error:` line and exit status 2.
 """
@@ -19,7 +19,6 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Sequence
 
 import cv2
@@ -31,20 +30,19 @@ from data.arrays import center_maps
 from data.errors import DataError
 from data.inputs import InputArrays, build_inputs, crop_method, preprocess_sample
 from data.errors import MIN_MAP_SIZE
-from data.layout import FRAME_SUFFIXES, MAX_FRAME, frame_path, resolve_layout
-from data.map_reading import describe_maps, file_kind, kind_problem, reading_differences
-from data.motion import FLIP_SIGNS, default_flow_method, motion_arrays
+from data.layout import FRAME_SUFFIXES, MAX_FRAME, frame_path
+from data.map_reading import file_kind, kind_problem, reading_differences
+from data.motion import FLIP_SIGNS, motion_arrays
 from data.motion_maps import _WHY, _read_image, _read_motion, _resize, is_motion_map_folder, load_motion_maps
-from data.protocols import PROTOCOLS, get_protocol
+from data.protocols import get_protocol
 from data.release import Sample, load_release
-from engine import DatasetTensors, TrainSettings, class_probabilities, fold_statistics, fold_subjects, fold_seed
-from main import (CommandLineParser, UsageError, build_parser, emit, model_config, model_arrays, open_dataset,
-                  path_value, resolve_device)
+from engine import DatasetTensors, class_probabilities
+from main import CommandLineParser, UsageError, emit, path_value, resolve_device
 from models import ModelConfig, build_model
 from utils.distributed import DistInfo
 from utils.explain import explain, explainable, render
 from utils.io import error_text, write_csv
-from utils.model_file import FORMAT, maps_export, preprocessing_problem, record_problem
+from utils.model_file import FOLD_FORMAT, FORMAT, maps_export, preprocessing_problem, record_problem
 from utils.paths import file_stem, file_write_problem, write_problem
 
 RAW_FRAME_SIZE = (640, 480)   # (W, H) of CASME II's camera frames: such a frame is face-cropped as the raw layout is
@@ -112,23 +110,21 @@ def load_model(path: Path, device: torch.device) -> LoadedModel:
         raise UsageError(f"--model {path}: holds Python objects that weights-only loading refuses") from None
     except Exception as e:  # a damaged archive fails in many ways (zip, EOF, keys)
         raise UsageError(f"--model {path}: not a model file or checkpoint ({error_text(e)})") from None
-    if isinstance(record, dict) and record.get("format") == FORMAT:
-        problem = record_problem(record)
-        if problem:
-            raise UsageError(f"--model {path}: {problem}")
-        try:
-            cfg = ModelConfig(**record["config"])
-        except (TypeError, ValueError) as e:
-            raise UsageError(f"--model {path}: its config cannot build a model ({error_text(e)})") from None
-        classes, scale = list(record["classes"]), record["motion_scale"]
-        preprocessing = record["preprocessing"]
-        source = f"model file ({record['training'].get('samples')} samples)"
-    elif isinstance(record, dict) and isinstance(record.get("model"), dict) and isinstance(record.get("args"), dict):
-        cfg, classes, scale, preprocessing = checkpoint_model(path, record, device)
-        source = f"fold checkpoint (held-out subject {record.get('subject')}, epoch {record.get('epoch')})"
-    else:
-        raise UsageError(f"--model {path}: neither a model file (model.pt of --final) nor a fold checkpoint "
-                         "(a mapping with 'model' and 'args')")
+    if isinstance(record, dict) and "format" not in record and isinstance(record.get("args"), dict):
+        raise UsageError(f"--model {path}: a fold checkpoint of an earlier layout, which holds run arguments instead "
+                         "of its model; use the run's model.pt (--final) or train the fold again")
+    if not (isinstance(record, dict) and record.get("format") in (FORMAT, FOLD_FORMAT)):
+        raise UsageError(f"--model {path}: neither a model file (model.pt of --final) nor a fold checkpoint")
+    problem = record_problem(record)
+    if problem:
+        raise UsageError(f"--model {path}: {problem}")
+    try:
+        cfg = ModelConfig(**record["config"])
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--model {path}: its config cannot build a model ({error_text(e)})") from None
+    classes, scale, preprocessing = list(record["classes"]), record["motion_scale"], record["preprocessing"]
+    source = (f"model file ({record['training'].get('samples')} samples)" if record["format"] == FORMAT else
+              f"fold checkpoint (held-out subject {record.get('subject')}, epoch {record.get('epoch')})")
     problem = preprocessing_problem(preprocessing)
     if problem:
         raise UsageError(f"--model {path}: {problem}")
@@ -146,79 +142,6 @@ def load_model(path: Path, device: torch.device) -> LoadedModel:
     return LoadedModel(model=model.to(device).eval(), cfg=cfg, classes=classes, adjacency=adjacency,
                        motion_scale=scale.float().reshape(1, -1, 1, 1).to(device), preprocessing=preprocessing,
                        source=source)
-
-
-def checkpoint_model(path: Path, ckpt: dict, device: torch.device) -> tuple[ModelConfig, list[str], torch.Tensor, dict]:
-    """(config, classes, motion scale (3,), preprocessing) of a fold checkpoint, from the run arguments it holds."""
-    saved = ckpt["args"]
-    protocol = saved.get("protocol")
-    if protocol not in PROTOCOLS:
-        raise UsageError(f"--model {path}: its arguments name no known protocol ({protocol!r})")
-    args = build_parser(protocol, {"batch_size": 32, "lr": 1e-3, "epochs": 1}).parse_args([])
-    for key, value in saved.items():
-        setattr(args, key, Path(value) if key in ("raf_path", "sheet", "cache_dir") and value else value)
-    classes = list(get_protocol(protocol).classes)
-    has_position = any(k.startswith("position.") for k in ckpt["model"])
-    # model_config switches the position branch off for datasets without faces; the weights tell which it was
-    # and its motion channels, 3 per stacked map, are as many as the motion scale's entries
-    scale = ckpt.get("motion_scale")
-    channels = scale.numel() if isinstance(scale, torch.Tensor) else 3 * len(getattr(args, "maps", None) or [1])
-    stand_in = SimpleNamespace(face=np.zeros(0) if has_position else None, aus=[],
-                               motion=np.zeros((0, channels, 1, 1), np.float32))
-    try:
-        cfg = model_config(args, len(classes), stand_in)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"--model {path}: its arguments cannot build a model ({error_text(e)})") from None
-    preprocessing = {"img_size": args.img_size, "motion": args.motion, "protocol": protocol,
-                     "center_maps": bool(getattr(args, "center_maps", False)),
-                     "tta_flip": bool(getattr(args, "tta_flip", False))}
-    if args.raf_path is not None and is_motion_map_folder(args.raf_path):
-        preprocessing.update(dataset="motion maps", export=maps_export(args.raf_path),
-                             maps=folder_reading(args, preprocessing["center_maps"], str(ckpt.get("subject"))))
-    else:
-        preprocessing["dataset"] = "release"
-        try:
-            preprocessing["layout"] = args.layout or (resolve_layout(args.raf_path)[0] if args.raf_path else None)
-        except DataError:
-            preprocessing["layout"] = None  # the release is not here; frames are then taken as faces
-    if args.motion == "flow":
-        preprocessing["flow_method"] = default_flow_method()  # checkpoints do not record it
-    if not isinstance(scale, torch.Tensor):
-        scale = fold_motion_scale(path, args, cfg, str(ckpt.get("subject")), device)
-    if scale.numel() != 3 * cfg.maps or not torch.isfinite(scale).all() or not (scale > 0).all():
-        raise UsageError(f"--model {path}: 'motion_scale' is not {3 * cfg.maps} positive finite numbers (3 per map)")
-    return cfg, classes, scale.flatten(), preprocessing
-
-
-def folder_reading(args: argparse.Namespace, centred: bool, held_out: str) -> dict | None:
-    """How a checkpoint's training maps were read (data.map_reading), from the training subjects of its
-    motion-map folder (checkpoints do not record it); None when the folder cannot be read as the fold read it."""
-    try:
-        maps = load_motion_maps(args.raf_path, get_protocol(args.protocol), img_size=args.img_size,
-                                maps=getattr(args, "maps", None))
-    except (DataError, TypeError, ValueError):
-        return None
-    training = np.array([s != held_out for s in maps.subjects])
-    return describe_maps(maps.motion[training], maps.file_kind, centred) if training.any() else None
-
-
-def fold_motion_scale(path: Path, args: argparse.Namespace, cfg: ModelConfig, held_out: str,
-                      device: torch.device) -> torch.Tensor:
-    """The motion scale of a checkpoint that predates recording it: recomputed as its fold did, from the
-    training subjects of the dataset its arguments name."""
-    if args.raf_path is None or not Path(args.raf_path).exists():
-        raise UsageError(f"--model {path}: the checkpoint holds no motion normalisation and its dataset "
-                         f"{args.raf_path} is not here to recompute it")
-    emit(f"recomputing the fold's motion normalisation from {args.raf_path}")
-    protocol = get_protocol(args.protocol)
-    arrays = model_arrays(args, open_dataset(args, protocol), DistInfo())
-    au, au_known = arrays.au_targets(cfg.aus)
-    data = DatasetTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects, arrays.names,
-                                      device, cfg.grid, au_known=au_known)
-    fit, _ = fold_subjects(held_out, data.subjects, args.val_subjects, fold_seed(args.seed, held_out))
-    settings = TrainSettings(epochs=1, batch_size=2, lr=1.0, weight_decay=0.0, optimizer="adam")
-    _, scale, _ = fold_statistics(data, data.indices(set(fit)), cfg, settings)
-    return scale.flatten().cpu()
 
 
 # --------------------------------------------------------------------------- inputs
