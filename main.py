@@ -792,7 +792,8 @@ def write_final_model(args: argparse.Namespace, dataset: DatasetSource, data: Da
 def model_preprocessing(args: argparse.Namespace, dataset: DatasetSource, reading: dict) -> dict:
     """What made the inputs, as model.pt and fold checkpoints record it (utils.model_file)."""
     return dict(data_settings(args, dataset), center_maps=bool(getattr(args, "center_maps", False)),
-                tta_flip=bool(args.tta_flip), maps=reading, **dataset.provenance())
+                tta_flip=bool(args.tta_flip), maps=reading, map_columns=list(getattr(dataset, "maps", (1,))),
+                **dataset.provenance())
 
 
 def args_record(args: argparse.Namespace) -> dict:
