@@ -23,10 +23,10 @@ import torch
 
 from augment import batches_per_epoch
 from data.errors import DataError
-from engine import (ClassTerms, DatasetTensors, FoldResult, TrainSettings, TrainingError, epoch_record, evaluate,
-                    fold_optimizer, fold_seed, fold_statistics, fold_subjects, fresh_model, untrainable)
+from engine import (DatasetTensors, FoldResult, TrainSettings, TrainingError, epoch_record, evaluate, fold_optimizer,
+                    fold_seed, fold_statistics, fold_subjects, fresh_model, untrainable)
 from fold_forms import OneModel, StackedModels
-from models import ModelConfig
+from models import ClassTerms, ModelConfig
 from utils.checkpoint import RunFacts, checkpoint_record, read_checkpoint
 from utils.io import atomic_torch_save, error_text
 from utils.metrics import pooled_metrics

@@ -2,7 +2,7 @@
 
     python predict.py --model RUN/model.pt --clip DIR --onset N --apex M   # a folder of frames
     python predict.py --model RUN/model.pt --onset onset.jpg --apex apex.jpg
-    python predict.py --model RUN/model.pt --motion-map map.npy [--face face.png]
+    python predict.py --model RUN/model.pt --motion-map map.npy [map_2.npy ...] [--face face.png]
     python predict.py --model RUN/model.pt --raf_path RELEASE_OR_MAP_FOLDER --csv predictions.csv
     ... --explain OUT_DIR                                                  # one PNG per sample
 
