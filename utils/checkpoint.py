@@ -12,7 +12,8 @@ preprocessing, training), with 'format' FOLD_FORMAT, plus the fold's training st
     oracle_preds   the held-out predictions of each epoch (--report-oracle), else []
 
 So predict.py reads a checkpoint as it reads model.pt, and a group of folds keeps one checkpoint
-per fold, each of which a fold trained alone could resume from.
+per fold, each of which a fold trained alone could resume from. Its preprocessing is the run's (the
+maps reading describes every subject's maps: it checks new inputs and plays no part in training).
 """
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ A plain dict of tensors, strings and numbers, so `torch.load(path, weights_only=
                    center_maps; for a release layout and preprocess_version, for flow flow_method and
                    motion_version; for a motion-map folder export (its export.json's style, motion and size);
                    maps: how the training maps were read (data.map_reading: file kind, normalisation,
-                   value range, where their medians sit, centring, maps per sample)
+                   value range, where their medians sit, centring, maps per sample); map_columns: the
+                   motion-map folder columns read, stacked in this order (1 = motion, 2 = motion_2, ...)
     training       subjects, samples, epochs, seed and args (the run's resolved arguments)
 
 A fold checkpoint (utils.checkpoint) holds the same description with format FOLD_FORMAT, plus its
