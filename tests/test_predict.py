@@ -252,7 +252,7 @@ def bad_files(trained, tmp_path_factory) -> dict:
     torch.save(dict(record, preprocessing=dict(record["preprocessing"], motion="flow", flow_method="farneback",
                                                maps=flow_reading)), files["flow"])
     linear = ModelConfig(num_classes=5, img_size=32, arch="linear")
-    torch.save(model_record(build_model(linear), linear, CLASSES, torch.eye(9), torch.ones(3), (1.0, 1.0, 1.0),
+    torch.save(model_record(build_model(linear).state_dict(), linear, CLASSES, torch.eye(9), torch.ones(3), (1.0, 1.0, 1.0),
                             record["preprocessing"], {}), files["linear"])
     files["jpg"].write_bytes(b"\xff\xd8 truncated")
     cv2.imwrite(str(files["grey"]), np.full((20, 20), 128, np.uint8))
