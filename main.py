@@ -1,7 +1,7 @@
 """LOSO driver shared by CASME2_3.py and CASME2_5.py (their command line: options.py).
 
 sheet -> samples (data.release) -> cached arrays (data.inputs) -> tensors and one fold at a
-time (engine.run_fold) -> pooled predictions and metrics -> run folder (utils.report).
+time (fold_set) -> pooled predictions and metrics -> run folder (utils.report).
 """
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ from data.map_reading import describe_maps
 from data.phases import DEFAULT_PHASES
 from data.protocols import Protocol, get_protocol
 from data.source import DatasetSource
-from engine import (FINAL_FOLD, DatasetTensors, TrainingError, TrainSettings, load_pretrained, read_checkpoint,
-                    run_fold, train_final, untrainable)
-from fold_group import fold_groups, run_fold_group
+from engine import DatasetTensors, TrainingError, TrainSettings, load_pretrained, untrainable
+from fold_set import FINAL_FOLD, fold_groups, run_fold, run_fold_group, train_final
 from models import ModelConfig, build_model
 from options import (args_record, build_parser, folds_with_samples, graph_aus, model_config, resolve_args,
                      resolve_threads, select_folds, train_settings)
 from run_data import model_arrays, open_dataset, print_dataset
+from utils.checkpoint import RunFacts, earlier_group_problem, read_checkpoint
 from utils.distributed import DistInfo, assign_folds, barrier, init_distributed, shutdown, threads_per_process
 from utils.io import append_jsonl, atomic_torch_save, read_json, read_jsonl, read_yaml, write_json, write_yaml
 from utils.model_file import MODEL_FILE, model_record
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
         fingerprint = sample_fingerprint(arrays.subjects, arrays.names, arrays.labels, protocol.classes,
                                          data_settings(args, dataset))
         prepare_run_folder(args, ckpt_dir, fingerprint, folds, data, cfg)
+    facts = RunFacts(list(protocol.classes), model_preprocessing(args, dataset, reading), args_record(args))
     barrier(info)  # the run folder exists before any rank writes to it
     costs = {s: float(sum(1 for t in data.subjects if t != s)) for s in folds}
     shares = assign_folds(costs, info.world_size)
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
         emit(f"{len(data.labels)} samples, {len(folds)} folds, device {device}, model {cfg.arch}"
              + (f", {info.world_size} processes" if info.world_size > 1 else ""))
 
-    run_folds(shares[info.rank], folds, data, cfg, settings, args, ckpt_dir, device, info)
+    run_folds(shares[info.rank], folds, data, cfg, settings, args, ckpt_dir, device, info, facts)
     barrier(info)
     if info.is_main:
         report(folds, data, cfg, protocol, args, skipped=arrays.skipped, apex=arrays.apex_record)
@@ -105,11 +106,10 @@ def run(args: argparse.Namespace, info: DistInfo) -> int:
     return 0
 
 
-def centre_maps(args: argparse.Namespace, arrays: ModelArrays) -> dict | None:
-    """Centre the maps when --center-maps asks; returns how they were read before (data.map_reading), which a
-    final model records for predict.py, or None when the run writes no model file."""
-    reading = describe_maps(arrays.motion, arrays.file_kind, args.center_maps) if args.final or args.final_only \
-        else None
+def centre_maps(args: argparse.Namespace, arrays: ModelArrays) -> dict:
+    """Centre the maps when --center-maps asks; returns how they were read before (data.map_reading), which
+    model files and fold checkpoints record for predict.py."""
+    reading = describe_maps(arrays.motion, arrays.file_kind, args.center_maps)
     if args.center_maps:
         arrays.motion = center_maps(arrays.motion)
     return reading
@@ -165,6 +165,9 @@ def prepare_run_folder(args: argparse.Namespace, ckpt_dir: Path, fingerprint: di
             elif ckpt.exists():
                 model = model or build_model(cfg)
                 read_checkpoint(ckpt, model, subject, args.epochs)
+        problem = earlier_group_problem(ckpt_dir, folds)
+        if problem:
+            raise UsageError(problem)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(run_dir / "args.yaml", args_record(args))
     if args.resume is None:
@@ -223,7 +226,7 @@ def report_pretrained(path: Path, cfg: ModelConfig) -> None:
 
 
 def run_folds(mine: list[str], folds: list[str], data: DatasetTensors, cfg: ModelConfig, settings: TrainSettings,
-              args: argparse.Namespace, ckpt_dir: Path, device: torch.device, info: DistInfo) -> None:
+              args: argparse.Namespace, ckpt_dir: Path, device: torch.device, info: DistInfo, facts: RunFacts) -> None:
     """Train and test this rank's folds, skipping those with a result file (a resumed run)."""
     run_dir = args.output
     show_bars = sys.stderr.isatty() and info.is_main
@@ -231,7 +234,7 @@ def run_folds(mine: list[str], folds: list[str], data: DatasetTensors, cfg: Mode
         groups = fold_groups(mine, data, settings, args.seed, args.folds_together)
         mine = [s for group in groups for s in group if len(group) == 1]   # single folds train alone
         for group in tqdm([g for g in groups if len(g) > 1], desc="fold groups", disable=not show_bars):
-            run_group(group, data, cfg, settings, args, ckpt_dir, device, info)
+            run_group(group, data, cfg, settings, args, ckpt_dir, device, info, facts)
     for subject in tqdm(mine, desc="folds", disable=not show_bars, position=0):
         fold_file = fold_result_path(run_dir, subject)
         if fold_file.exists():
@@ -249,7 +252,7 @@ def run_folds(mine: list[str], folds: list[str], data: DatasetTensors, cfg: Mode
 
         try:
             result = run_fold(subject, data, cfg, settings, args.seed, device, checkpoint_path(ckpt_dir, subject),
-                              args_record(args), on_epoch=on_epoch)
+                              facts, on_epoch=on_epoch)
         except TrainingError as e:
             raise TrainingError(f"rank {info.rank}, fold {subject}: {e}") from None
         finally:
@@ -258,8 +261,8 @@ def run_folds(mine: list[str], folds: list[str], data: DatasetTensors, cfg: Mode
 
 
 def run_group(group: list[str], data: DatasetTensors, cfg: ModelConfig, settings: TrainSettings,
-              args: argparse.Namespace, ckpt_dir: Path, device: torch.device, info: DistInfo) -> None:
-    """Train the folds of `group` together (fold_group), skipping it when every fold has a result."""
+              args: argparse.Namespace, ckpt_dir: Path, device: torch.device, info: DistInfo, facts: RunFacts) -> None:
+    """Train the folds of `group` together (fold_set), skipping it when every fold has a result."""
     pending = [s for s in group if not fold_result_path(args.output, s).exists()]
     if not pending:
         return
@@ -271,7 +274,7 @@ def run_group(group: list[str], data: DatasetTensors, cfg: ModelConfig, settings
 
     try:
         results = run_fold_group(pending, data, cfg, settings, args.seed, device,
-                                 checkpoint_path(ckpt_dir, "+".join(pending)), args_record(args), on_epoch)
+                                 [checkpoint_path(ckpt_dir, s) for s in pending], facts, on_epoch)
     except TrainingError as e:
         raise TrainingError(f"rank {info.rank}, folds {', '.join(pending)}: {e}") from None
     for result in results:
@@ -337,12 +340,18 @@ def write_final_model(args: argparse.Namespace, dataset: DatasetSource, data: Da
     trained = train_final(data, cfg, settings, args.seed, device, on_epoch)
     training = {"subjects": sorted(set(data.subjects)), "samples": trained.train_samples, "epochs": args.epochs,
                 "seed": args.seed, "seconds": trained.seconds, "args": args_record(args)}
-    preprocessing = dict(data_settings(args, dataset), center_maps=bool(getattr(args, "center_maps", False)),
-                         tta_flip=bool(args.tta_flip), maps=reading, **provenance(dataset))
     flip_signs = tuple(data.flip_signs.flatten().tolist())
-    atomic_torch_save(model_record(trained.model, cfg, dataset.protocol.classes, trained.adjacency,
-                                   trained.motion_scale, flip_signs, preprocessing, training), path)
+    atomic_torch_save(model_record(trained.model.state_dict(), cfg, dataset.protocol.classes, trained.adjacency,
+                                   trained.motion_scale, flip_signs, model_preprocessing(args, dataset, reading),
+                                   training), path)
     emit(f"final model: {path} ({trained.train_samples} samples, {len(training['subjects'])} subjects)")
+
+
+def model_preprocessing(args: argparse.Namespace, dataset: DatasetSource, reading: dict) -> dict:
+    """What made the inputs, as model.pt and fold checkpoints record it (utils.model_file)."""
+    return dict(data_settings(args, dataset), center_maps=bool(getattr(args, "center_maps", False)),
+                tta_flip=bool(args.tta_flip), maps=reading, map_columns=list(getattr(dataset, "maps", (1,))),
+                **provenance(dataset))
 
 
 def main(protocol: str, defaults: dict, argv: Sequence[str] | None = None) -> int:

@@ -2,12 +2,12 @@
 
     python predict.py --model RUN/model.pt --clip DIR --onset N --apex M   # a folder of frames
     python predict.py --model RUN/model.pt --onset onset.jpg --apex apex.jpg
-    python predict.py --model RUN/model.pt --motion-map map.npy [--face face.png]
+    python predict.py --model RUN/model.pt --motion-map map.npy [map_2.npy ...] [--face face.png]
     python predict.py --model RUN/model.pt --raf_path RELEASE_OR_MAP_FOLDER --csv predictions.csv
     ... --explain OUT_DIR                                                  # one PNG per sample
 
 --model takes the model.pt a run writes with --final, or any fold checkpoint
-(<checkpoint-dir>/<run>/<subject>.pt), whose network is rebuilt from the arguments it holds.
+(<checkpoint-dir>/<run>/<subject>.pt), which describes its network as model.pt does.
 Every input goes through the preprocessing the model was trained with (face crop, size, motion
 kind, flow method, motion normalisation). Bad input ends with one `error:` line and exit status 2.
 """
@@ -19,7 +19,6 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Sequence
 
 import cv2
@@ -33,20 +32,19 @@ from data.errors import DataError
 from data.export import maps_export
 from data.inputs import InputArrays, build_inputs, crop_method, preprocess_sample
 from data.errors import MIN_MAP_SIZE
-from data.layout import FRAME_SUFFIXES, MAX_FRAME, frame_path, resolve_layout
-from data.map_reading import describe_maps, file_kind, kind_problem, reading_differences
-from data.motion import FLIP_SIGNS, default_flow_method, motion_arrays
-from data.motion_maps import _WHY, _read_image, _read_motion, _resize, is_motion_map_folder, load_motion_maps
-from data.protocols import PROTOCOLS, get_protocol
+from data.layout import FRAME_SUFFIXES, MAX_FRAME, frame_path
+from data.map_reading import file_kind, kind_problem, reading_differences
+from data.motion import FLIP_SIGNS, motion_arrays
+from data.motion_maps import (_WHY, _fit_motion, _read_image, _read_motion_file, _resize, _stored_size,
+                              is_motion_map_folder, load_motion_maps, map_column)
+from data.protocols import get_protocol
 from data.release import Sample, load_release
-from engine import DatasetTensors, TrainSettings, class_probabilities, fold_statistics, fold_subjects, fold_seed
+from engine import DatasetTensors, class_probabilities
 from models import ModelConfig, build_model
-from options import build_parser, model_config
-from run_data import model_arrays, open_dataset
 from utils.distributed import DistInfo
 from utils.explain import explain, explainable, render
 from utils.io import error_text, write_csv
-from utils.model_file import FORMAT, preprocessing_problem, record_problem
+from utils.model_file import FOLD_FORMAT, FORMAT, preprocessing_problem, record_problem
 from utils.paths import file_stem, file_write_problem, write_problem
 
 RAW_FRAME_SIZE = (640, 480)   # (W, H) of CASME II's camera frames: such a frame is face-cropped as the raw layout is
@@ -59,16 +57,26 @@ class LoadedModel:
     cfg: ModelConfig
     classes: list[str]
     adjacency: np.ndarray           # (K, K) the AU co-occurrence adjacency it was trained with
-    motion_scale: torch.Tensor      # (1, 3, 1, 1) each motion channel is divided by it
+    motion_scale: torch.Tensor      # (1, 3M, 1, 1) each motion channel is divided by it
     preprocessing: dict             # img_size, motion, protocol, dataset, layout, flow_method, export, tta_flip
     source: str                     # what the file was, for the log
+    map_columns: list[int]          # (M,) the motion-map folder columns it reads, stacked in this order
+
+    def map_names(self) -> str:
+        """'motion, motion_2, ...': the maps a sample brings, in the model's order."""
+        return ", ".join(map_column(k) for k in self.map_columns)
+
+    def maps_line(self) -> str:
+        """'the model reads 4 maps per sample (motion, motion_2, motion_3, motion_4)'."""
+        count = len(self.map_columns)
+        return f"the model reads {count} map{'s' if count > 1 else ''} per sample ({self.map_names()})"
 
 
 @dataclass
 class Inputs:
     """Samples to predict, prepared as the model's training data was."""
     names: list[str]                # (N,)
-    motion: np.ndarray              # (N, 3, S, S) float32 motion maps (before the motion scale)
+    motion: np.ndarray              # (N, 3M, S, S) float32 motion maps, M stacked (before the motion scale)
     face: np.ndarray | None         # (N, 3, S, S) uint8 RGB onset faces; None when unknown
     labels: list[str] | None        # (N,) true class names when the dataset gives them
     file_kind: str = "frames"       # what the maps were read from (data.map_reading)
@@ -84,7 +92,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                                                    "give --onset N and --apex M as frame numbers")
     g.add_argument("--onset", help="onset frame number (with --clip) or onset image")
     g.add_argument("--apex", help="apex frame number (with --clip) or apex image")
-    g.add_argument("--motion-map", type=path_value, help="a motion map (3-channel image or .npy)")
+    g.add_argument("--motion-map", type=path_value, nargs="+", metavar="MAP",
+                   help="a sample's motion maps (3-channel images or .npy), one per map the model reads, in its order")
     g.add_argument("--face", type=path_value, help="the onset face of --motion-map")
     g.add_argument("--map-kind", choices=("diff", "flow"),
                    help="what --motion-map or a motion-map --raf_path holds; it settles the check of the maps' "
@@ -114,23 +123,21 @@ def load_model(path: Path, device: torch.device) -> LoadedModel:
         raise UsageError(f"--model {path}: holds Python objects that weights-only loading refuses") from None
     except Exception as e:  # a damaged archive fails in many ways (zip, EOF, keys)
         raise UsageError(f"--model {path}: not a model file or checkpoint ({error_text(e)})") from None
-    if isinstance(record, dict) and record.get("format") == FORMAT:
-        problem = record_problem(record)
-        if problem:
-            raise UsageError(f"--model {path}: {problem}")
-        try:
-            cfg = ModelConfig(**record["config"])
-        except (TypeError, ValueError) as e:
-            raise UsageError(f"--model {path}: its config cannot build a model ({error_text(e)})") from None
-        classes, scale = list(record["classes"]), record["motion_scale"]
-        preprocessing = record["preprocessing"]
-        source = f"model file ({record['training'].get('samples')} samples)"
-    elif isinstance(record, dict) and isinstance(record.get("model"), dict) and isinstance(record.get("args"), dict):
-        cfg, classes, scale, preprocessing = checkpoint_model(path, record, device)
-        source = f"fold checkpoint (held-out subject {record.get('subject')}, epoch {record.get('epoch')})"
-    else:
-        raise UsageError(f"--model {path}: neither a model file (model.pt of --final) nor a fold checkpoint "
-                         "(a mapping with 'model' and 'args')")
+    if isinstance(record, dict) and "format" not in record and isinstance(record.get("args"), dict):
+        raise UsageError(f"--model {path}: a fold checkpoint of an earlier layout, which holds run arguments instead "
+                         "of its model; use the run's model.pt (--final) or train the fold again")
+    if not (isinstance(record, dict) and record.get("format") in (FORMAT, FOLD_FORMAT)):
+        raise UsageError(f"--model {path}: neither a model file (model.pt of --final) nor a fold checkpoint")
+    problem = record_problem(record)
+    if problem:
+        raise UsageError(f"--model {path}: {problem}")
+    try:
+        cfg = ModelConfig(**record["config"])
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--model {path}: its config cannot build a model ({error_text(e)})") from None
+    classes, scale, preprocessing = list(record["classes"]), record["motion_scale"], record["preprocessing"]
+    source = (f"model file ({record['training'].get('samples')} samples)" if record["format"] == FORMAT else
+              f"fold checkpoint (held-out subject {record.get('subject')}, epoch {record.get('epoch')})")
     problem = preprocessing_problem(preprocessing)
     if problem:
         raise UsageError(f"--model {path}: {problem}")
@@ -147,80 +154,19 @@ def load_model(path: Path, device: torch.device) -> LoadedModel:
     adjacency = graph.adjacency.numpy() if graph is not None else np.eye(len(cfg.aus), dtype=np.float32)
     return LoadedModel(model=model.to(device).eval(), cfg=cfg, classes=classes, adjacency=adjacency,
                        motion_scale=scale.float().reshape(1, -1, 1, 1).to(device), preprocessing=preprocessing,
-                       source=source)
+                       source=source, map_columns=map_columns(path, record, cfg.maps))
 
 
-def checkpoint_model(path: Path, ckpt: dict, device: torch.device) -> tuple[ModelConfig, list[str], torch.Tensor, dict]:
-    """(config, classes, motion scale (3,), preprocessing) of a fold checkpoint, from the run arguments it holds."""
-    saved = ckpt["args"]
-    protocol = saved.get("protocol")
-    if protocol not in PROTOCOLS:
-        raise UsageError(f"--model {path}: its arguments name no known protocol ({protocol!r})")
-    args = build_parser(protocol, {"batch_size": 32, "lr": 1e-3, "epochs": 1}).parse_args([])
-    for key, value in saved.items():
-        setattr(args, key, Path(value) if key in ("raf_path", "sheet", "cache_dir") and value else value)
-    classes = list(get_protocol(protocol).classes)
-    has_position = any(k.startswith("position.") for k in ckpt["model"])
-    # model_config switches the position branch off for datasets without faces; the weights tell which it was
-    # and its motion channels, 3 per stacked map, are as many as the motion scale's entries
-    scale = ckpt.get("motion_scale")
-    channels = scale.numel() if isinstance(scale, torch.Tensor) else 3 * len(getattr(args, "maps", None) or [1])
-    stand_in = SimpleNamespace(face=np.zeros(0) if has_position else None, aus=[],
-                               motion=np.zeros((0, channels, 1, 1), np.float32))
-    try:
-        cfg = model_config(args, len(classes), stand_in)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"--model {path}: its arguments cannot build a model ({error_text(e)})") from None
-    preprocessing = {"img_size": args.img_size, "motion": args.motion, "protocol": protocol,
-                     "center_maps": bool(getattr(args, "center_maps", False)),
-                     "tta_flip": bool(getattr(args, "tta_flip", False))}
-    if args.raf_path is not None and is_motion_map_folder(args.raf_path):
-        preprocessing.update(dataset="motion maps", export=maps_export(args.raf_path),
-                             maps=folder_reading(args, preprocessing["center_maps"], str(ckpt.get("subject"))))
-    else:
-        preprocessing["dataset"] = "release"
-        try:
-            preprocessing["layout"] = args.layout or (resolve_layout(args.raf_path)[0] if args.raf_path else None)
-        except DataError:
-            preprocessing["layout"] = None  # the release is not here; frames are then taken as faces
-    if args.motion == "flow":
-        preprocessing["flow_method"] = default_flow_method()  # checkpoints do not record it
-    if not isinstance(scale, torch.Tensor):
-        scale = fold_motion_scale(path, args, cfg, str(ckpt.get("subject")), device)
-    if scale.numel() != 3 * cfg.maps or not torch.isfinite(scale).all() or not (scale > 0).all():
-        raise UsageError(f"--model {path}: 'motion_scale' is not {3 * cfg.maps} positive finite numbers (3 per map)")
-    return cfg, classes, scale.flatten(), preprocessing
-
-
-def folder_reading(args: argparse.Namespace, centred: bool, held_out: str) -> dict | None:
-    """How a checkpoint's training maps were read (data.map_reading), from the training subjects of its
-    motion-map folder (checkpoints do not record it); None when the folder cannot be read as the fold read it."""
-    try:
-        maps = load_motion_maps(args.raf_path, get_protocol(args.protocol), img_size=args.img_size,
-                                maps=getattr(args, "maps", None))
-    except (DataError, TypeError, ValueError):
-        return None
-    training = np.array([s != held_out for s in maps.subjects])
-    return describe_maps(maps.motion[training], maps.file_kind, centred) if training.any() else None
-
-
-def fold_motion_scale(path: Path, args: argparse.Namespace, cfg: ModelConfig, held_out: str,
-                      device: torch.device) -> torch.Tensor:
-    """The motion scale of a checkpoint that predates recording it: recomputed as its fold did, from the
-    training subjects of the dataset its arguments name."""
-    if args.raf_path is None or not Path(args.raf_path).exists():
-        raise UsageError(f"--model {path}: the checkpoint holds no motion normalisation and its dataset "
-                         f"{args.raf_path} is not here to recompute it")
-    emit(f"recomputing the fold's motion normalisation from {args.raf_path}")
-    protocol = get_protocol(args.protocol)
-    arrays = model_arrays(args, open_dataset(args, protocol), DistInfo())
-    au, au_known = arrays.au_targets(cfg.aus)
-    data = DatasetTensors.from_arrays(arrays.motion, arrays.face, arrays.labels, au, arrays.subjects, arrays.names,
-                                      device, cfg.grid, au_known=au_known)
-    fit, _ = fold_subjects(held_out, data.subjects, args.val_subjects, fold_seed(args.seed, held_out))
-    settings = TrainSettings(epochs=1, batch_size=2, lr=1.0, weight_decay=0.0, optimizer="adam")
-    _, scale, _ = fold_statistics(data, data.indices(set(fit)), cfg, settings)
-    return scale.flatten().cpu()
+def map_columns(path: Path, record: dict, count: int) -> list[int]:
+    """The map columns a model reads: as its preprocessing records them, else as its run's --maps chose, else
+    the first `count`; UsageError when they do not match its count of maps."""
+    columns = record["preprocessing"].get("map_columns", record["training"].get("args", {}).get("maps"))
+    if columns is None:
+        return list(range(1, count + 1))
+    if not (isinstance(columns, list) and len(columns) == count and len(set(columns)) == count
+            and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in columns)):
+        raise UsageError(f"--model {path}: its map columns {columns!r} are not {count} distinct map numbers")
+    return columns
 
 
 # --------------------------------------------------------------------------- inputs
@@ -305,19 +251,29 @@ def clip_input(clip: Path, onset: str, apex: str, loaded: LoadedModel, crop: str
     return frames_input(paths[0], paths[1], clip.name, loaded, crop, cache_dir)
 
 
-def motion_map_input(map_path: Path, face_path: Path | None, loaded: LoadedModel) -> Inputs:
+def motion_map_input(map_paths: list[Path], face_path: Path | None, loaded: LoadedModel) -> Inputs:
+    """One sample of --motion-map files (one per map the model reads) and --face, sized as in training."""
     size = loaded.preprocessing["img_size"]
-    motion = _read_motion(map_path, size)
-    if isinstance(motion, str):
-        why = "has one (grey) channel; motion maps need 3" if motion == "grey" else _WHY[motion]
-        raise UsageError(f"--motion-map {map_path}: {why}")
+    stored = []
+    for map_path in map_paths:
+        raw = _read_motion_file(map_path)
+        if isinstance(raw, str):
+            why = "has one (grey) channel; motion maps need 3" if raw == "grey" else _WHY[raw]
+            raise UsageError(f"--motion-map {map_path}: {why}")
+        stored.append(raw)
+    sizes = [_stored_size(raw, p) for raw, p in zip(stored, map_paths)]
+    if len(set(sizes)) > 1:
+        raise UsageError("--motion-map: a sample's maps must have one size, these are "
+                         + ", ".join(f"{p.name} {h}x{w}" for p, (h, w) in zip(map_paths, sizes)))
+    motion = np.concatenate([_fit_motion(raw, p, size) for raw, p in zip(stored, map_paths)])   # (3M, S, S)
     face = None
     if face_path is not None:
         image = _read_image(face_path, colour=False)
         if isinstance(image, str):
             raise UsageError(f"--face {face_path}: {_WHY[image]}")
         face = np.clip(_resize(image, size) * 255.0 + 0.5, 0, 255).astype(np.uint8)[None]   # (1, 3, S, S)
-    return Inputs(names=[map_path.stem], motion=motion[None], face=face, labels=None, file_kind=file_kind([map_path]))
+    return Inputs(names=[map_paths[0].stem], motion=motion[None], face=face, labels=None,
+                  file_kind=file_kind(map_paths))
 
 
 def dataset_input(root: Path, loaded: LoadedModel, cache_dir: Path | None) -> Inputs:
@@ -325,7 +281,7 @@ def dataset_input(root: Path, loaded: LoadedModel, cache_dir: Path | None) -> In
     protocol = get_protocol(loaded.preprocessing["protocol"])
     size = loaded.preprocessing["img_size"]
     if is_motion_map_folder(root):
-        maps = load_motion_maps(root, protocol, img_size=size)
+        maps = load_motion_maps(root, protocol, img_size=size, maps=loaded.map_columns)
         for note in maps.warnings:
             emit(f"warning: {note}")
         names, motion, face, labels = maps.names, maps.motion, maps.face, maps.labels
@@ -402,8 +358,9 @@ def guess_map_kind(inputs: Inputs, loaded: LoadedModel, stated: str | None, expo
                          f"flow maps, but the model was trained on difference images{hint}")
 
 
-def read_inputs(args: argparse.Namespace, loaded: LoadedModel) -> Inputs:
-    """The one input the flags name, prepared for the model."""
+def input_flag(args: argparse.Namespace, loaded: LoadedModel) -> str:
+    """The one input the flags name ('--clip', '--onset', '--motion-map' or '--raf_path'); UsageError
+    for none, several, flags that do not go with it, or frames for a model that reads several maps."""
     given = [flag for flag, value in (("--clip", args.clip), ("--motion-map", args.motion_map),
                                       ("--raf_path", args.raf_path)) if value is not None]
     if not given and args.onset is None and args.apex is None:
@@ -415,27 +372,30 @@ def read_inputs(args: argparse.Namespace, loaded: LoadedModel) -> Inputs:
         raise UsageError("--onset and --apex go together" + (" with --clip" if given else ""))
     if args.face is not None and given != ["--motion-map"]:
         raise UsageError("--face goes with --motion-map (other inputs bring their own face)")
-    if args.map_kind is not None and not (given == ["--motion-map"] or (given == ["--raf_path"]
-                                                                       and is_motion_map_folder(args.raf_path))):
+    maps_folder = given == ["--raf_path"] and is_motion_map_folder(args.raf_path)
+    if args.map_kind is not None and not (given == ["--motion-map"] or maps_folder):
         raise UsageError("--map-kind goes with --motion-map or a motion-map folder as --raf_path")
-    if given == ["--clip"]:
+    flag = given[0] if given else "--onset"
+    if len(loaded.map_columns) > 1 and flag != "--motion-map" and not maps_folder:
+        raise UsageError(f"{flag}: frames make one motion map, but {loaded.maps_line()}; give them with "
+                         "--motion-map or a motion-map folder as --raf_path")
+    return flag
+
+
+def read_inputs(args: argparse.Namespace, loaded: LoadedModel) -> Inputs:
+    """The one input the flags name, prepared for the model."""
+    flag = input_flag(args, loaded)
+    if flag == "--clip":
         inputs = clip_input(args.clip, args.onset, args.apex, loaded, args.crop, args.cache_dir)
         warn_differences(inputs, loaded, None, f"--clip {args.clip}")
         return inputs
-    if not given:
+    if flag == "--onset":
         onset, apex = Path(args.onset), Path(args.apex)
         inputs = frames_input(onset, apex, onset.stem, loaded, args.crop, args.cache_dir)
         warn_differences(inputs, loaded, None, f"--onset {onset} --apex {apex}")
         return inputs
-    if given == ["--motion-map"]:
-        if not args.motion_map.is_file():
-            raise UsageError(f"--motion-map {args.motion_map}: no such file")
-        if args.face is None and loaded.cfg.pos_on:
-            raise UsageError("--motion-map: this model's position branch reads the onset face; give --face IMG")
-        inputs = motion_map_input(args.motion_map, args.face, loaded)
-        export = next((e for e in (maps_export(f) for f in args.motion_map.parents[:2]) if e is not None), None)
-        check_maps(inputs, loaded, args.map_kind, export, f"--motion-map {args.motion_map}")
-        return inputs
+    if flag == "--motion-map":
+        return map_files_input(args, loaded)
     inputs = dataset_input(args.raf_path, loaded, args.cache_dir)
     if is_motion_map_folder(args.raf_path):
         if inputs.face is None and loaded.cfg.pos_on:
@@ -444,6 +404,22 @@ def read_inputs(args: argparse.Namespace, loaded: LoadedModel) -> Inputs:
         check_maps(inputs, loaded, args.map_kind, maps_export(args.raf_path), f"--raf_path {args.raf_path}")
     else:
         warn_differences(inputs, loaded, None, f"--raf_path {args.raf_path}")
+    return inputs
+
+
+def map_files_input(args: argparse.Namespace, loaded: LoadedModel) -> Inputs:
+    """The sample of --motion-map (one file per map the model reads) and --face, checked as a map folder is."""
+    paths = args.motion_map
+    if len(paths) != len(loaded.map_columns):
+        raise UsageError(f"{loaded.maps_line()}; --motion-map gave {len(paths)}")
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"--motion-map {path}: no such file")
+    if args.face is None and loaded.cfg.pos_on:
+        raise UsageError("--motion-map: this model's position branch reads the onset face; give --face IMG")
+    inputs = motion_map_input(paths, args.face, loaded)
+    export = next((e for e in (maps_export(f) for f in paths[0].parents[:2]) if e is not None), None)
+    check_maps(inputs, loaded, args.map_kind, export, f"--motion-map {' '.join(map(str, paths))}")
     return inputs
 
 
@@ -507,7 +483,7 @@ def write_explanations(out_dir: Path, inputs: Inputs, data: DatasetTensors, load
         title = name + (f" (label {inputs.labels[i]})" if inputs.labels is not None else "")
         render(out_dir / f"{i:04d}_{file_stem(name)}.png", inputs.face[i] if inputs.face is not None else None,
                inputs.motion[i], loaded.preprocessing["motion"], found, loaded.classes, loaded.cfg.aus,
-               loaded.adjacency, title)
+               loaded.adjacency, title, [map_column(k) for k in loaded.map_columns])
     emit(f"explanations: {len(inputs.names)} PNG file(s) in {out_dir}")
 
 

@@ -9,7 +9,7 @@ defaults (options.build_parser, options.resolve_args), the dataset and its array
 (run_data.open_dataset, run_data.model_arrays: a release or a motion-map folder through
 data.arrays.source_arrays), options.model_config,
 ModelArrays.au_targets, engine.DatasetTensors.from_arrays and options.train_settings; then
-engine.fold_statistics, engine.fresh_model, engine.train_one_epoch, engine.run_fold and
+engine.fold_statistics, engine.fresh_model, engine.train_one_epoch, fold_set.run_fold and
 engine.evaluate. One run measures, on this machine:
   * the fp32 GEMM peak (large square matmuls, median of repeats);
   * training steps of AM-GCN and the MMNet baseline on a synthetic release of CASME II's
@@ -17,8 +17,8 @@ engine.evaluate. One run measures, on this machine:
     optimiser step; the achieved GFLOP/s from models.count_flops (training ~= 3x forward)
     and its ratio to the GEMM peak timed in the same rounds;
   * evaluation throughput (engine.evaluate);
-  * one real fold epoch (engine.run_fold) at --epoch-size: the arrays built uncached and
-    cached, the upload, the epoch, and the batch gather (engine.training_batches) in it;
+  * one real fold epoch (fold_set.run_fold) at --epoch-size: the arrays built uncached and
+    cached, the upload, the epoch, and the batch gather (augment.training_batches) in it;
   * the flow-sized case: a 3-class motion-map folder (144 samples, 24 subjects, 28x28 flow
     maps with faces) trained as `CASME2_3.py --img-size 28 --width 0.25 --vit-depth 1
     --batch-size 32 --motion flow`: seconds per epoch (median over run_fold's epochs after
@@ -58,8 +58,11 @@ from data.errors import DataError  # noqa: E402
 from data.inputs import default_cache_dir  # noqa: E402
 from data.protocols import get_protocol  # noqa: E402
 from data.synthetic import generate_release, write_motion_map_folder  # noqa: E402
+from augment import training_batches  # noqa: E402
 from engine import (DatasetTensors, TrainSettings, evaluate, fold_seed, fold_statistics, fold_subjects,  # noqa: E402
-                    fresh_model, make_optimizer, run_fold, train_one_epoch, training_batches)
+                    fresh_model, make_optimizer, train_one_epoch)
+from fold_set import run_fold  # noqa: E402
+from utils.checkpoint import RunFacts  # noqa: E402
 from models import BRANCHES, ModelConfig, build_model, count_flops  # noqa: E402
 from models.flops import branch_share_table, flops_by_size, input_sizes  # noqa: E402
 from options import args_record, build_parser, model_config, resolve_args, train_settings  # noqa: E402
@@ -201,7 +204,7 @@ def run_inputs(args: argparse.Namespace, arrays: ModelArrays) -> RunInputs:
 
 
 def first_fold(run: RunInputs) -> tuple[str, torch.Tensor]:
-    """The first held-out subject and the indices its fold trains on (engine.run_fold's choice)."""
+    """The first held-out subject and the indices its fold trains on (fold_set.run_fold's choice)."""
     subject = sorted(set(run.data.subjects))[0]
     fit, _ = fold_subjects(subject, run.data.subjects, run.settings.val_subjects, fold_seed(run.args.seed, subject))
     return subject, run.data.indices(set(fit))
@@ -291,11 +294,11 @@ def eval_throughput(run: RunInputs, n: int, repeats: int) -> dict:
 
 
 def fold_epochs(run: RunInputs, checkpoint_dir: Path) -> tuple[list[float], int]:
-    """engine.run_fold on the first fold: each epoch's seconds (training; no validation) and its training samples."""
+    """fold_set.run_fold on the first fold: each epoch's seconds (training; no validation) and its training samples."""
     subject, train_idx = first_fold(run)
     seconds: list[float] = []
     run_fold(subject, run.data, run.cfg, run.settings, run.args.seed, run.device, checkpoint_dir / f"{subject}.pt",
-             args_record(run.args), on_epoch=lambda record: seconds.append(record["seconds"]))
+             RunFacts([], {}, args_record(run.args)), on_epoch=lambda record: seconds.append(record["seconds"]))
     return seconds, len(train_idx)
 
 
@@ -510,7 +513,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
     epoch = None
     if not args.no_epoch:
-        print(f"== one real fold epoch at {epoch_size} px (engine.run_fold, batch {args.batch_size})", flush=True)
+        print(f"== one real fold epoch at {epoch_size} px (fold_set.run_fold, batch {args.batch_size})", flush=True)
         epoch = real_epoch(release, step_flags, epoch_size, cache_dir)
         report["epoch"] = epoch
         print_epoch(epoch, device)

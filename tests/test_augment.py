@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine import Batch, batch_loss, random_erase, random_shift, training_batches
+from augment import Batch, random_erase, random_shift, training_batches
+from engine import batch_loss
 from models import ModelConfig, compute_loss
 from tests.test_fold_group import tensors
 
@@ -105,7 +106,8 @@ def test_mixed_loss_is_the_mix_of_the_two_targets_losses():
 def test_tta_flip_averages_the_map_and_its_mirror_and_is_mirror_invariant(arch):
     from dataclasses import replace
 
-    from engine import TrainSettings, evaluate, fresh_model, mirror
+    from augment import mirror
+    from engine import TrainSettings, evaluate, fresh_model
 
     cfg = ModelConfig(num_classes=3, img_size=16, width=0.0625, vit_depth=1, arch=arch)
     data = tensors(cfg, {"a": 5, "b": 5})

@@ -1,4 +1,4 @@
-"""Folds trained together (fold_group) give what they give alone, and resume exactly."""
+"""Folds trained together (fold_set, fold_forms) give what they give alone, and resume exactly."""
 from __future__ import annotations
 
 import csv
@@ -8,14 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from engine import DatasetTensors, TrainSettings, run_fold
-from fold_group import fold_groups, run_fold_group
+from engine import DatasetTensors, TrainSettings
+from fold_set import fold_groups, run_fold, run_fold_group
 from main import main
 from models import ModelConfig
+from utils.checkpoint import RunFacts
 from tests.helpers import FIVE_CLASS_DEFAULTS, loso_args
 from tests.test_composite import composite_rows, write_folder
 
 CPU = torch.device("cpu")
+FACTS = RunFacts(["a", "b", "c"], {}, {})
+
+
+def paths(folder: Path, folds: list[str]) -> list[Path]:
+    """One checkpoint per fold, as a run keeps them."""
+    return [folder / f"{s}.pt" for s in folds]
 
 
 def tensors(cfg: ModelConfig, sizes: dict[str, int], seed: int = 0) -> DatasetTensors:
@@ -47,8 +54,8 @@ def test_folds_together_equal_folds_alone(tmp_path, arch, val_subjects, shift, m
                              class_balance=True, val_subjects=val_subjects, shift=shift, mixup=mixup,
                              erase=erase)
     folds = ["s0", "s1", "s2"] if sizes is UNEQUAL else ["s0", "s2", "s3"]
-    alone = [run_fold(s, data, cfg, settings, 7, CPU, tmp_path / f"{s}.pt", {}) for s in folds]
-    together = run_fold_group(folds, data, cfg, settings, 7, CPU, tmp_path / "group.pt", {})
+    alone = [run_fold(s, data, cfg, settings, 7, CPU, tmp_path / f"{s}.pt", FACTS) for s in folds]
+    together = run_fold_group(folds, data, cfg, settings, 7, CPU, paths(tmp_path / "group", folds), FACTS)
     for a, t in zip(alone, together):
         assert (a.subject, a.indices, a.selected_epoch) == (t.subject, t.indices, t.selected_epoch)
         assert (a.val_uf1 is None) == (t.val_uf1 is None) == (val_subjects == 0)
@@ -77,15 +84,16 @@ def test_a_killed_group_resumes_exactly(tmp_path):
     settings = TrainSettings(epochs=3, batch_size=6, lr=1e-3, weight_decay=1e-4, optimizer="adam",
                              checkpoint_interval=0.0)
     folds = ["s1", "s2"]
-    unbroken = run_fold_group(folds, data, cfg, settings, 0, CPU, tmp_path / "a.pt", {})
+    unbroken = run_fold_group(folds, data, cfg, settings, 0, CPU, paths(tmp_path / "a", folds), FACTS)
 
     def kill_after_epoch_2(record: dict) -> None:
         if record["epoch"] == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_fold_group(folds, data, cfg, settings, 0, CPU, tmp_path / "b.pt", {}, on_epoch=kill_after_epoch_2)
-    resumed = run_fold_group(folds, data, cfg, settings, 0, CPU, tmp_path / "b.pt", {})
+        run_fold_group(folds, data, cfg, settings, 0, CPU, paths(tmp_path / "b", folds), FACTS,
+                       on_epoch=kill_after_epoch_2)
+    resumed = run_fold_group(folds, data, cfg, settings, 0, CPU, paths(tmp_path / "b", folds), FACTS)
     assert [r.probs for r in resumed] == [r.probs for r in unbroken]
 
 
@@ -105,8 +113,7 @@ def test_command_line_folds_together(tmp_path):
 
 @pytest.mark.parametrize("samples, batch_size", [(9, 4), (10, 4), (12, 4), (13, 6), (5, 8), (1, 4)])
 def test_batches_per_epoch_counts_what_training_batches_yields(samples, batch_size):
-    from engine import training_batches
-    from engine import batches_per_epoch
+    from augment import batches_per_epoch, training_batches
 
     cfg = ModelConfig(num_classes=3, img_size=16)
     data = tensors(cfg, {"a": samples})

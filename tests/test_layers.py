@@ -158,7 +158,7 @@ def test_the_table_names_the_layers():
 
 
 def test_the_scan_sees_the_project():
-    assert "data/arrays.py" in EDGES["main.py"] and "engine.py" in EDGES["fold_group.py"]
+    assert "data/arrays.py" in EDGES["main.py"] and "engine.py" in EDGES["fold_set.py"]
     assert "models/amgcn.py" in EDGES["models/__init__.py"]          # relative imports resolved
     assert "tests/helpers.py" in EDGES["tests/test_loso.py"]
 

@@ -16,6 +16,8 @@ import pytest
 import torch
 
 import engine
+import fold_forms
+import fold_set
 from data.synthetic import generate_release
 from helpers import FIVE_CLASS_DEFAULTS, loso_args
 from main import main
@@ -85,14 +87,14 @@ def test_no_fold_sees_its_held_out_subject(loso_release, tmp_path, monkeypatch):
         adjacency_inputs.append(len(au))
         return real_adj(au, *args)
 
-    real_fold = engine.run_fold
+    real_fold = fold_set.run_fold
     current = {}
 
     def spy_fold(subject, *args, **kwargs):
         current["subject"] = subject
         return real_fold(subject, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "train_one_epoch", spy_train)
+    monkeypatch.setattr(fold_forms, "train_one_epoch", spy_train)
     monkeypatch.setattr(engine, "cooccurrence_adjacency", spy_adj)
     monkeypatch.setattr("main.run_fold", spy_fold)
     assert main("5class", FIVE, loso_args(loso_release, tmp_path, "run", "--val-subjects", "1")) == 0

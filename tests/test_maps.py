@@ -13,7 +13,8 @@ from data import DataError, get_protocol
 from data.arrays import fingerprint_settings, source_arrays
 from data.motion_maps import load_motion_maps
 from data.synthetic import write_motion_map_folder
-from engine import DatasetTensors, mirror
+from augment import mirror
+from engine import DatasetTensors
 from helpers import FIVE_CLASS_DEFAULTS, loso_args
 from main import main
 from models import ARCHS, ModelConfig, build_model, count_params

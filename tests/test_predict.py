@@ -145,19 +145,25 @@ def test_predict_tests_on_mirror_images_as_the_model_was_tested(trained, capsys,
 
 def test_fold_checkpoint_predicts_as_its_fold(trained, capsys, tmp_path):
     fold_rows = [r for r in read_csv(trained["run"] / "predictions.csv") if r["subject"] == "sub01"]
+    table = tmp_path / "fold.csv"
+    code, _, err = run_predict(capsys, "--model", trained["fold"], "--raf_path", trained["release"], "--csv", table)
+    assert code == 0, err
+    rows = {r["sample"]: r for r in read_csv(table)}
+    for want in fold_rows:
+        got = rows[f"sub01/{want['sample']}"]
+        for c in CLASSES:
+            assert abs(float(got[f"p_{c}"]) - float(want[f"p_{c}"])) < 1e-4, c
+
+
+def test_a_fold_checkpoint_of_the_earlier_layout_is_refused_in_one_line(trained, capsys, tmp_path):
     ckpt = torch.load(trained["fold"], weights_only=True)
-    del ckpt["motion_scale"]                           # as in checkpoints written before it was recorded
+    earlier = {k: ckpt[k] for k in ("model", "optimizer", "scheduler", "epoch", "subject", "best", "oracle_preds")}
+    earlier.update(args=ckpt["training"]["args"], motion_scale=ckpt["motion_scale"])   # what it held instead
     old = tmp_path / "old.pt"
-    torch.save(ckpt, old)
-    for model in (trained["fold"], old):               # recorded, then recomputed from the release
-        table = tmp_path / "fold.csv"
-        code, _, err = run_predict(capsys, "--model", model, "--raf_path", trained["release"], "--csv", table)
-        assert code == 0, err
-        rows = {r["sample"]: r for r in read_csv(table)}
-        for want in fold_rows:
-            got = rows[f"sub01/{want['sample']}"]
-            for c in CLASSES:
-                assert abs(float(got[f"p_{c}"]) - float(want[f"p_{c}"])) < 1e-4, (model.name, c)
+    torch.save(earlier, old)
+    code, out, err = run_predict(capsys, "--model", old, "--raf_path", trained["release"])
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "earlier layout" in err and "model.pt" in err
 
 
 def test_explain_writes_one_picture_per_sample(trained, capsys, tmp_path):
@@ -246,7 +252,7 @@ def bad_files(trained, tmp_path_factory) -> dict:
     torch.save(dict(record, preprocessing=dict(record["preprocessing"], motion="flow", flow_method="farneback",
                                                maps=flow_reading)), files["flow"])
     linear = ModelConfig(num_classes=5, img_size=32, arch="linear")
-    torch.save(model_record(build_model(linear), linear, CLASSES, torch.eye(9), torch.ones(3), (1.0, 1.0, 1.0),
+    torch.save(model_record(build_model(linear).state_dict(), linear, CLASSES, torch.eye(9), torch.ones(3), (1.0, 1.0, 1.0),
                             record["preprocessing"], {}), files["linear"])
     files["jpg"].write_bytes(b"\xff\xd8 truncated")
     cv2.imwrite(str(files["grey"]), np.full((20, 20), 128, np.uint8))

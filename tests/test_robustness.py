@@ -17,14 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-import engine
 from cli import UsageError
 from data import DataError, get_protocol, load_release
 from data.arrays import check_finite
 from data.inputs import build_inputs
 from data.motion import motion_arrays
-from engine import (DatasetTensors, TrainingError, TrainSettings, checkpoint_problem, make_optimizer, read_checkpoint,
-                    read_weights, run_fold, untrainable)
+import fold_set
+from engine import DatasetTensors, TrainingError, TrainSettings, make_optimizer, read_weights, untrainable
+from fold_set import run_fold
+from utils.checkpoint import RunFacts, checkpoint_problem, read_checkpoint
 from helpers import FIVE_CLASS_DEFAULTS
 from options import (NUMBER_RANGES, args_record, build_parser, check_args, check_numbers, folds_with_samples,
                      read_saved_args)
@@ -320,15 +321,15 @@ def test_folds_that_could_never_train_are_refused_before_training():
     assert "--val-subjects 2" in untrainable("a", data, TrainSettings(**{**vars(settings), "val_subjects": 2}), 0)
     with pytest.raises(TrainingError, match="--batch_size 1"):
         run_fold("a", data, tiny_config(), TrainSettings(**{**vars(settings), "batch_size": 1}), 0,
-                 torch.device("cpu"), Path("unused.pt"), {})
+                 torch.device("cpu"), Path("unused.pt"), RunFacts([], {}, {}))
 
 
 def test_non_finite_predictions_are_never_returned(tmp_path, monkeypatch):
     data = tiny_tensors(["a", "a", "b", "b", "c", "c"])
     settings = TrainSettings(epochs=1, batch_size=4, lr=1e-3, weight_decay=0.0, optimizer="adam")
-    monkeypatch.setattr(engine, "evaluate", lambda model, data, idx, *rest: torch.full((len(idx), 3), math.nan))
+    monkeypatch.setattr(fold_set, "evaluate", lambda model, data, idx, *rest: torch.full((len(idx), 3), math.nan))
     with pytest.raises(TrainingError, match="predictions for a are not finite"):
-        run_fold("a", data, tiny_config(), settings, 0, torch.device("cpu"), tmp_path / "a.pt", {})
+        run_fold("a", data, tiny_config(), settings, 0, torch.device("cpu"), tmp_path / "a.pt", RunFacts(["a", "b", "c"], {}, {}))
 
 
 def test_non_finite_motion_maps_are_caught_naming_the_sample():

@@ -7,8 +7,8 @@
 - AA's spatial weighting a(p) (models.attention.AUAttention.attention_map) from the node states
   the graph handed to AA;
 - the AU probabilities sigmoid(au_logits).
-`render` draws them into one PNG with matplotlib: the onset face, the motion map (flow as
-direction in hue and size in brightness, a difference image as a signed map), Grad-CAM and
+`render` draws them into one PNG with matplotlib: the onset face, each motion map of the sample (flow
+as direction in hue and size in brightness, a difference image as a signed map), Grad-CAM and
 AA over the face, and the AU graph with each node at the centre of its face regions
 (utils.face_regions), sized by its probability, and edges from the adjacency.
 """
@@ -41,7 +41,7 @@ def explainable(model: nn.Module) -> bool:
 
 
 def explain(model: nn.Module, motion: Tensor, face: Tensor, target: int | None = None) -> Explanation:
-    """Explain one sample: `motion` (1, 3, S, S) already divided by the motion scale, `face` (1, 3, g, g).
+    """Explain one sample: `motion` (1, 3M, S, S) already divided by the motion scale, `face` (1, 3, g, g).
 
     `target`: the class to explain (default: the predicted one).
     """
@@ -107,10 +107,12 @@ def _upsample(grid_map: np.ndarray, side: int) -> np.ndarray:
 
 
 def render(path: Path, face: np.ndarray | None, motion: np.ndarray, motion_kind: str, explanation: Explanation,
-           classes: Sequence[str], aus: Sequence[int], adjacency: np.ndarray, title: str) -> None:
-    """One PNG: face, motion, Grad-CAM, AA and the AU graph of one sample.
+           classes: Sequence[str], aus: Sequence[int], adjacency: np.ndarray, title: str,
+           map_names: Sequence[str] = ("motion",)) -> None:
+    """One PNG: face, each motion map, Grad-CAM, AA and the AU graph of one sample.
 
-    face: (3, S, S) uint8 RGB onset face or None; motion: (3, S, S) the motion map as computed (before scaling).
+    face: (3, S, S) uint8 RGB onset face or None; motion: (3M, S, S) the M maps as computed (before scaling),
+    named by `map_names` (M names) in the panel titles when there are several.
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -123,7 +125,8 @@ def render(path: Path, face: np.ndarray | None, motion: np.ndarray, motion_kind:
         size = np.abs(motion).sum(0)
         grey = 1.0 - size / (size.max() or 1.0)
     plt.rcParams.update({"axes.titlesize": 9})
-    fig, axes = plt.subplots(1, 5, figsize=(13.0, 3.2), dpi=90)
+    panels = 4 + len(map_names)
+    fig, axes = plt.subplots(1, panels, figsize=(2.6 * panels, 3.2), dpi=90)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -131,33 +134,40 @@ def render(path: Path, face: np.ndarray | None, motion: np.ndarray, motion_kind:
     axes[0].imshow(face.transpose(1, 2, 0) if face is not None else grey, cmap="gray", vmin=0, vmax=1)
     axes[0].set_title("onset face" if face is not None else "no face (motion size)")
 
-    if motion_kind == "flow":
-        axes[1].imshow(flow_colours(motion))
-        axes[1].set_title("flow: hue = direction, bright = size")
-    else:
-        signed = motion.mean(0)                                                # (S, S) apex - onset
-        limit = float(np.abs(signed).max()) or 1.0
-        axes[1].imshow(signed, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axes[1].set_title("apex - onset (red +, blue -)")
+    for m, name in enumerate(map_names):
+        _draw_map(axes[1 + m], motion[3 * m:3 * m + 3], motion_kind, f"{name}: " if len(map_names) > 1 else "")
+    cam_ax, attention_ax, graph_ax = axes[-3:]
 
     pred = explanation.pred
-    axes[2].imshow(grey, cmap="gray", vmin=0, vmax=1)
-    axes[2].imshow(_upsample(explanation.cam, side), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-    axes[2].set_title(f"Grad-CAM: {classes[pred]}")
+    cam_ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
+    cam_ax.imshow(_upsample(explanation.cam, side), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    cam_ax.set_title(f"Grad-CAM: {classes[pred]}")
 
-    axes[3].imshow(grey, cmap="gray", vmin=0, vmax=1)
+    attention_ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
     if explanation.attention is not None:
-        axes[3].imshow(_upsample(explanation.attention, side), cmap="magma", alpha=0.6, vmin=0, vmax=1)
-        axes[3].set_title("AU attention (AA)")
+        attention_ax.imshow(_upsample(explanation.attention, side), cmap="magma", alpha=0.6, vmin=0, vmax=1)
+        attention_ax.set_title("AU attention (AA)")
     else:
-        axes[3].set_title("no AU attention in this model")
+        attention_ax.set_title("no AU attention in this model")
 
-    _draw_graph(axes[4], grey, side, explanation.au_probs, aus, adjacency)
+    _draw_graph(graph_ax, grey, side, explanation.au_probs, aus, adjacency)
     probs = ", ".join(f"{c} {p:.2f}" for c, p in zip(classes, explanation.probs))
     fig.suptitle(f"{title}\n{probs}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _draw_map(ax, motion: np.ndarray, motion_kind: str, prefix: str) -> None:
+    """One motion map (3, S, S): flow in colour, a difference image as a signed map."""
+    if motion_kind == "flow":
+        ax.imshow(flow_colours(motion))
+        ax.set_title(f"{prefix}flow: hue = direction, bright = size")
+    else:
+        signed = motion.mean(0)                                                # (S, S) apex - onset
+        limit = float(np.abs(signed).max()) or 1.0
+        ax.imshow(signed, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(f"{prefix}apex - onset (red +, blue -)")
 
 
 def _draw_graph(ax, grey: np.ndarray, side: int, au_probs: np.ndarray | None, aus: Sequence[int],

@@ -14,10 +14,12 @@ A plain dict of tensors, strings and numbers, so `torch.load(path, weights_only=
                    center_maps; for a release layout and preprocess_version, for flow flow_method and
                    motion_version; for a motion-map folder export (its export.json's style, motion and size);
                    maps: how the training maps were read (data.map_reading: file kind, normalisation,
-                   value range, where their medians sit, centring, maps per sample)
+                   value range, where their medians sit, centring, maps per sample); map_columns: the
+                   motion-map folder columns read, stacked in this order (1 = motion, 2 = motion_2, ...)
     training       subjects, samples, epochs, seed and args (the run's resolved arguments)
 
-predict.py reads this file, and also fold checkpoints (which hold 'model' and 'args').
+A fold checkpoint (utils.checkpoint) holds the same description with format FOLD_FORMAT, plus its
+training state; predict.py reads both alike.
 """
 from __future__ import annotations
 
@@ -33,18 +35,19 @@ from models import ModelConfig
 
 MODEL_FILE = "model.pt"
 FORMAT = "amgcn-model"
+FOLD_FORMAT = "amgcn-fold-checkpoint"
 VERSION = 1
 KEYS = ("format", "version", "model", "config", "classes", "aus", "adjacency", "motion_scale", "flip_signs",
         "preprocessing", "training")
 
 
-def model_record(model: torch.nn.Module, cfg: ModelConfig, classes: list[str], adjacency: torch.Tensor,
+def model_record(weights: dict[str, torch.Tensor], cfg: ModelConfig, classes: list[str], adjacency: torch.Tensor,
                  motion_scale: torch.Tensor, flip_signs: tuple[float, ...], preprocessing: dict,
                  training: dict) -> dict:
-    """The dict saved as model.pt (see the module docstring)."""
+    """The dict saved as model.pt (see the module docstring); `weights` is the model's state dict."""
     return {
         "format": FORMAT, "version": VERSION,
-        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "model": {k: v.detach().cpu().contiguous() for k, v in weights.items()},
         "config": asdict(cfg), "classes": list(classes), "aus": [int(a) for a in cfg.aus],
         "adjacency": adjacency.detach().float().cpu(),                      # (K, K)
         "motion_scale": motion_scale.detach().float().cpu().flatten(),      # (3M,)
@@ -54,13 +57,13 @@ def model_record(model: torch.nn.Module, cfg: ModelConfig, classes: list[str], a
 
 
 def record_problem(record: object) -> str | None:
-    """What keeps a loaded dict from being a model file of this format, or None."""
+    """What keeps a loaded dict from being a model file (or a fold checkpoint) of this format, or None."""
     if not isinstance(record, dict):
         return f"holds a {type(record).__name__}, not a mapping"
     missing = [k for k in KEYS if k not in record]
     if missing:
         return f"missing key(s) {', '.join(missing)}"
-    if record["format"] != FORMAT or record["version"] != VERSION:
+    if record["format"] not in (FORMAT, FOLD_FORMAT) or record["version"] != VERSION:
         return f"format {record['format']!r} version {record['version']!r}; this code reads {FORMAT!r} {VERSION}"
     if not isinstance(record["config"], dict) or not isinstance(record["preprocessing"], dict):
         return "'config' or 'preprocessing' is not a mapping"
