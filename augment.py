@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+
+class SampleTensors(Protocol):
+    """What batches are cut from: engine.DatasetTensors has these (named here so augment sits below engine)."""
+    motion: torch.Tensor                # (N, 3M, S, S)
+    face: torch.Tensor                  # (N, 3, g, g)
+    flip_signs: torch.Tensor            # (1, 3M, 1, 1): -1 on each map's u channel
 
 
 def mirror(x: torch.Tensor, signs: torch.Tensor | None = None) -> torch.Tensor:
@@ -71,7 +77,7 @@ def batches_per_epoch(samples: int, batch_size: int) -> int:
     return samples // batch_size + (samples % batch_size >= 2)
 
 
-def training_batches(data: "engine.DatasetTensors", train_idx: torch.Tensor, motion_scale: torch.Tensor, batch_size: int,
+def training_batches(data: SampleTensors, train_idx: torch.Tensor, motion_scale: torch.Tensor, batch_size: int,
                      generator: torch.Generator, device: torch.device, shift: int = 0, mixup: float = 0.0,
                      erase: float = 0.0) -> Iterator[Batch]:
     """One epoch's batches in a random order, each sample mirrored with p=0.5, then moved by up

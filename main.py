@@ -17,7 +17,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from cli import UsageError, emit, resolve_device
+from cli import UsageError, emit, print_error, resolve_device
 from data.errors import DataError
 from data.arrays import ModelArrays, center_maps, fingerprint_settings, provenance
 from data.inputs import default_cache_dir
@@ -365,10 +365,10 @@ def main(protocol: str, defaults: dict, argv: Sequence[str] | None = None) -> in
         resolve_threads(args, info)
         return run_seeds(args, info) if args.seeds else run(args, info)
     except (UsageError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 2
     except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 1
     except KeyboardInterrupt:
         print("interrupted; continue with --resume RUN_FOLDER", file=sys.stderr)
