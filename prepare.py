@@ -2,9 +2,11 @@
 
     python prepare.py export --raf_path /data/CASME2 --out /data/casme2-maps [--style default|ststnet]
     python prepare.py spot --raf_path /data/CASME2 [--out apex_spotting.csv]
+    python prepare.py combine --out /data/samm+smic samm=/data/samm smic=/data/smic
 
 `export` writes a motion-map folder that `CASME2_5.py --raf_path FOLDER` reads (data.export);
-`spot` measures the automatic apex spotting (data.apex) against the sheet's apexes.
+`spot` measures the automatic apex spotting (data.apex) against the sheet's apexes; `combine` copies
+motion-map folders into one composite folder with a dataset column (data.combine).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 from cli import CommandLineParser, UsageError, phase_list, print_error
 from data.apex import error_summary, errors_by_length
+from data.combine import combine_folders
 from data.errors import DataError, check_map_size
 from data.export import APEX_MODES, STYLES, export_release
 from data.phases import DEFAULT_PHASES, PHASES
@@ -66,7 +69,26 @@ def build_parser() -> argparse.ArgumentParser:
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     release_flags(sp)
     sp.add_argument("--out", type=Path, default=Path("apex_spotting.csv"), help="per-sample CSV to write")
+    co = commands.add_parser("combine", help="copy motion-map folders into one composite folder",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    co.add_argument("sources", nargs="+", type=named_folder, metavar="NAME=FOLDER",
+                    help="a dataset name (lower case; it names the part and its sub-folder) and its folder")
+    co.add_argument("--out", type=Path, required=True, help="composite folder to write (new or empty)")
     return p
+
+
+def named_folder(text: str) -> tuple[str, Path]:
+    """A `combine` source, 'samm=/data/samm'."""
+    name, sep, folder = text.partition("=")
+    if not sep or not folder.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=FOLDER")
+    return name.strip(), Path(folder)
+
+
+def combine(args: argparse.Namespace) -> int:
+    rows = combine_folders(args.sources, args.out)
+    print(f"combined {rows} rows of {', '.join(name for name, _ in args.sources)} into {args.out}")
+    return 0
 
 
 def warn(line: str) -> None:
@@ -148,7 +170,7 @@ def print_spot_details(rows: list[list]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return export(args) if args.command == "export" else spot(args)
+        return {"export": export, "spot": spot, "combine": combine}[args.command](args)
     except (UsageError, DataError) as exc:
         print_error(exc)
         return 2
