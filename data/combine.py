@@ -14,6 +14,7 @@ from pathlib import Path
 
 from data.errors import DataError
 from data.motion_maps import INDEX_NAME, MAP_COLUMN, OPTIONAL, REQUIRED
+from utils.io import write_csv
 from utils.paths import dataset_path
 
 DATASET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")   # a folder name on every system, no '/'
@@ -83,10 +84,7 @@ def combine_folders(sources: list[tuple[str, Path]], out: Path) -> int:
     has_aus = any("aus" in header for header, _ in read.values())
     header = list(REQUIRED) + extra_maps + (["aus"] if has_aus else []) + ["dataset"]
     rows = [row for name in names for row in read[name][1]]
-    with (out / INDEX_NAME).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / INDEX_NAME, header, ([row.get(c, "") for c in header] for row in rows))
     return len(rows)
 
 
